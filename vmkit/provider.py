@@ -1,0 +1,515 @@
+"""The Provider base class: every operation of the public API, written once.
+
+A backend subclasses :class:`Provider` and implements small primitives (list
+the machines of a workload, build and send one create request, delete some
+machines, ...). The convergence logic, the waiting and the bookkeeping of API
+calls live here, so every backend behaves the same way.
+
+Guarantees, for every backend:
+
+* **Idempotent and convergent.** ``deploy`` compares the replicas the cloud's
+  tags say exist with the spec: it creates the missing ones, keeps those whose
+  spec hash matches, replaces those whose hash differs and deletes the
+  surplus. Running it twice with the same spec creates nothing.
+* **Safe to retry.** Each create request carries an idempotency key that is
+  new for each deploy call and reused when that same request is retried, so a
+  lost response never makes a duplicate.
+* **Eventually consistent.** A machine just created may be missing from a
+  listing for a moment; waiting treats it as pending.
+* **Read-only plans.** ``plan`` makes no mutating call.
+"""
+
+from __future__ import annotations
+
+import abc
+import builtins
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, TypeVar
+
+from vmkit.errors import DeployTimeout, NotFound, ProviderError, SpecError, Unsupported
+from vmkit.machine import Machine, MachineKind, MachineState, Snapshot
+from vmkit.retry import ErrorMap, RetryPolicy, call_with_retry
+from vmkit.spec import Workload
+
+__all__ = [
+    "Action",
+    "CreateRequest",
+    "Plan",
+    "Provider",
+    "converge",
+]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+ActionKind = Literal["create", "keep", "replace", "delete"]
+#: Optional operations a backend may support; declared in ``Provider.capabilities``.
+CAPABILITIES = frozenset({"start", "stop", "reboot", "snapshot", "restore"})
+GONE = frozenset({MachineState.DELETED})
+
+
+@dataclass(frozen=True)
+class Action:
+    """One step of a plan, for one replica."""
+
+    kind: ActionKind
+    replica: int
+    machine: Machine | None = None
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.kind,
+            "replica": self.replica,
+            "machine": self.machine.id if self.machine else None,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    """The exact request a deploy sends to create ``replicas`` (one API call).
+
+    ``operation`` names the API call (``"ec2:RunInstances"``), ``body`` is its
+    parameters, idempotency key included. ``context`` carries what the backend
+    resolved while planning and needs again after the call (not sent).
+    """
+
+    operation: str
+    replicas: tuple[int, ...]
+    body: Mapping[str, Any]
+    context: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"operation": self.operation, "replicas": list(self.replicas), "body": self.body}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What ``deploy`` would do: per-replica actions and the create requests."""
+
+    provider: str
+    workload: Workload
+    actions: tuple[Action, ...]
+    requests: tuple[CreateRequest, ...]
+
+    def of(self, *kinds: ActionKind) -> list[Action]:
+        """The actions of the given kinds, by replica."""
+        return [a for a in self.actions if a.kind in kinds]
+
+    @property
+    def changes(self) -> bool:
+        """True when deploy would create, replace or delete something."""
+        return any(a.kind != "keep" for a in self.actions)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "workload": self.workload.name,
+            "spec_hash": self.workload.spec_hash,
+            "actions": [a.to_dict() for a in self.actions],
+            "requests": [r.to_dict() for r in self.requests],
+        }
+
+
+def _preference(machine: Machine) -> tuple[int, int, str]:
+    state_rank = {MachineState.RUNNING: 0, MachineState.PENDING: 1, MachineState.STOPPED: 2}
+    return (state_rank.get(machine.state, 3), 0, machine.id)
+
+
+def converge(workload: Workload, existing: Iterable[Machine]) -> tuple[Action, ...]:
+    """Diff the desired replicas against the machines the tags say exist.
+
+    Replica ``i < replicas`` with a machine of the same spec hash is kept
+    (stopped machines too: a deploy does not undo a deliberate stop); one of
+    another hash is replaced; a missing one is created. Replicas at or above
+    ``replicas``, duplicates of a replica, and machines with no replica tag
+    (a create interrupted before it was tagged) are deleted. Machines already
+    being deleted are ignored.
+    """
+    by_replica: dict[int, list[Machine]] = {}
+    actions: list[Action] = []
+    for machine in existing:
+        if machine.state in (MachineState.DELETED, MachineState.DELETING):
+            continue
+        if machine.replica is None:
+            actions.append(Action("delete", -1, machine, "no replica tag"))
+            continue
+        by_replica.setdefault(machine.replica, []).append(machine)
+    for replica in range(workload.replicas):
+        found = sorted(by_replica.pop(replica, []), key=_preference)
+        if not found:
+            actions.append(Action("create", replica, None, "missing"))
+            continue
+        best, *duplicates = found
+        if best.spec_hash == workload.spec_hash and best.state != MachineState.FAILED:
+            actions.append(Action("keep", replica, best, "up to date"))
+        elif best.state == MachineState.FAILED:
+            actions.append(Action("replace", replica, best, "failed"))
+        else:
+            actions.append(Action("replace", replica, best, "spec changed"))
+        actions.extend(Action("delete", replica, d, "duplicate") for d in duplicates)
+    for replica, machines in by_replica.items():
+        actions.extend(Action("delete", replica, m, "surplus") for m in machines)
+    return tuple(sorted(actions, key=lambda a: (a.replica, a.kind)))
+
+
+class Provider(abc.ABC):
+    """A connected backend. Get one with ``vmkit.connect(name, **config)``.
+
+    Subclasses set ``name`` and ``kind``, declare the optional operations they
+    support in ``capabilities``, and implement the primitives marked abstract.
+    Every SDK call goes through :meth:`_call`, which retries what the
+    backend's ``errors`` says is retryable, maps the rest to the vmkit
+    hierarchy and counts the calls in ``api_calls``.
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[MachineKind]
+    capabilities: ClassVar[frozenset[str]] = CAPABILITIES
+    errors: ClassVar[ErrorMap]
+
+    def __init__(
+        self,
+        *,
+        retry_attempts: int = 8,
+        retry_timeout: float = 120.0,
+        poll_interval: float = 5.0,
+        timeout: float = 900.0,
+    ) -> None:
+        self.retry_policy = RetryPolicy(attempts=retry_attempts, timeout=retry_timeout)
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        #: API requests sent, by operation, retries included.
+        self.api_calls: Counter[str] = Counter()
+        self._calls_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.location}>"
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    @abc.abstractmethod
+    def location(self) -> str:
+        """Where machines go: region, zone, namespace..."""
+
+    def plan(self, workload: Workload) -> Plan:
+        """Return what ``deploy`` would do, with the exact create requests.
+
+        Makes read-only calls only (listing, image and size resolution).
+        Raises SpecError for a spec this backend cannot run, before any call.
+        """
+        self._check(workload)
+        return self._plan(workload)
+
+    def deploy(
+        self, workload: Workload, *, wait: bool = True, timeout: float | None = None
+    ) -> builtins.list[Machine]:
+        """Converge the cloud to ``workload`` and return its machines by replica.
+
+        Idempotent: deploying the same spec again creates nothing. With
+        ``wait`` (the default) returns once every replica is running, or
+        raises DeployTimeout naming the replicas still pending after
+        ``timeout`` seconds (the provider's ``timeout`` when None).
+        """
+        self._check(workload)
+        return self.apply(self._plan(workload), wait=wait, timeout=timeout)
+
+    def apply(
+        self, plan: Plan, *, wait: bool = True, timeout: float | None = None
+    ) -> builtins.list[Machine]:
+        """Carry out ``plan`` (from :meth:`plan`), sending exactly its requests."""
+        workload = plan.workload
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        doomed = [a.machine for a in plan.of("delete", "replace") if a.machine is not None]
+        if doomed:
+            log.info("%s: deleting %d machine(s) of %s", self.name, len(doomed), workload.name)
+            self._delete(doomed)
+            self._wait_gone(workload.name, [m.id for m in doomed], deadline)
+        created: builtins.list[Machine] = []
+        if plan.requests:
+            self._ensure_shared(workload)
+            for request in plan.requests:
+                created.extend(self._create(workload, request))
+        kept = [a.machine for a in plan.of("keep") if a.machine is not None]
+        if not wait:
+            return self._bound(sorted(kept + created, key=_by_replica))
+        wanted = {m.id for m in kept + created}
+        machines = self._wait_for(
+            workload.name, wanted, {MachineState.RUNNING, MachineState.STOPPED}, deadline
+        )
+        return self._bound(sorted(machines, key=_by_replica))
+
+    def list(self, workload: str | None = None) -> builtins.list[Machine]:
+        """The managed machines (of one workload, or all), deleted ones left out."""
+        machines = [m for m in self._list(workload) if m.state not in GONE]
+        return self._bound(sorted(machines, key=lambda m: (m.workload, _by_replica(m))))
+
+    def get(self, machine_id: str) -> Machine:
+        """One managed machine by id. Raises NotFound."""
+        machine = self._get(machine_id)
+        if machine.state in GONE:
+            raise NotFound(f"machine {machine_id} is deleted", provider=self.name)
+        return machine.bind(self)
+
+    def start(self, machine_id: str, *, wait: bool = True) -> Machine:
+        """Start a stopped machine; with ``wait``, return once it runs."""
+        return self._transition("start", machine_id, MachineState.RUNNING, wait)
+
+    def stop(self, machine_id: str, *, wait: bool = True) -> Machine:
+        """Stop a machine (its disk is kept); with ``wait``, return once stopped."""
+        return self._transition("stop", machine_id, MachineState.STOPPED, wait)
+
+    def reboot(self, machine_id: str, *, wait: bool = True) -> Machine:
+        """Reboot a machine; with ``wait``, return once it runs again."""
+        return self._transition("reboot", machine_id, MachineState.RUNNING, wait)
+
+    def delete(self, machine_id: str, *, wait: bool = True) -> None:
+        """Delete one machine and what it alone owns (NIC, IP, disk).
+
+        Idempotent: deleting a machine that is already gone is not an error.
+        """
+        try:
+            machine = self._get(machine_id)
+        except NotFound:
+            return
+        if machine.state in GONE:
+            return
+        self._delete([machine])
+        if wait:
+            deadline = time.monotonic() + self.timeout
+            self._wait_gone(machine.workload, [machine.id], deadline)
+
+    def snapshot(self, machine_id: str, name: str) -> Snapshot:
+        """Snapshot the machine's boot disk, labelled with its workload."""
+        self._require("snapshot")
+        if not name or len(name) > 60:
+            raise SpecError("name", "a snapshot name needs 1 to 60 characters")
+        return self._snapshot(self.get(machine_id), name).bind(self)
+
+    def snapshots(self, workload: str | None = None) -> builtins.list[Snapshot]:
+        """The snapshots vmkit made (of one workload, or all), newest first."""
+        if "snapshot" not in self.capabilities:
+            return []
+        found = self._snapshots(workload)
+        newest = sorted(found, key=lambda s: (s.created_at is not None, s.created_at), reverse=True)
+        return [s.bind(self) for s in newest]
+
+    def restore(self, machine_id: str, snapshot: Snapshot) -> Machine:
+        """Put the machine's boot disk back to ``snapshot``; name, replica and
+        tags are kept. The machine runs again when this returns."""
+        self._require("restore")
+        machine = self.get(machine_id)
+        self._restore(machine, snapshot)
+        deadline = time.monotonic() + self.timeout
+        (restored,) = self._wait_for(
+            machine.workload, {machine.id}, {MachineState.RUNNING}, deadline
+        )
+        return restored.bind(self)
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        """Delete a snapshot. Idempotent."""
+        self._require("snapshot")
+        self._delete_snapshot(snapshot_id)
+
+    def logs(self, machine_id: str) -> str:
+        """Console output (VMs) or the container log (pods), as text."""
+        return self._logs(self.get(machine_id))
+
+    def destroy(self, workload: str, *, snapshots: bool = False) -> builtins.list[Machine]:
+        """Delete every machine and every resource the workload owns.
+
+        Waits until the machines are gone, then deletes the shared resources
+        (firewall, key pair, ...), then lists again and raises ProviderError if
+        anything tagged with the workload remains. Snapshots are backups and
+        stay unless ``snapshots=True``. Returns the machines that were deleted.
+        """
+        machines = [m for m in self._list(workload) if m.state not in GONE]
+        if machines:
+            self._delete(machines)
+            self._wait_gone(workload, [m.id for m in machines], time.monotonic() + self.timeout)
+        self._delete_shared(workload)
+        if snapshots:
+            for snap in self.snapshots(workload):
+                self._delete_snapshot(snap.id)
+        left = [m for m in self._list(workload) if m.state not in GONE]
+        if left:
+            names = ", ".join(m.name for m in left)
+            raise ProviderError(
+                f"destroy {workload}: still present after deleting: {names}",
+                provider=self.name,
+                operation="destroy",
+            )
+        return self._bound(sorted(machines, key=_by_replica))
+
+    @classmethod
+    def credentials_status(cls, **config: Any) -> str | None:
+        """None when credentials resolve for ``config``, else why not. No API call."""
+        return None
+
+    # -------------------------------------------------------------- primitives
+
+    def _validate(self, workload: Workload) -> None:  # noqa: B027 - optional hook
+        """Refuse (SpecError/Unsupported) what this backend cannot run. No API call."""
+
+    @abc.abstractmethod
+    def _list(self, workload: str | None) -> builtins.list[Machine]:
+        """Managed machines from the cloud, one listing (paginated)."""
+
+    @abc.abstractmethod
+    def _get(self, machine_id: str) -> Machine:
+        """One managed machine; NotFound when absent or not managed by vmkit."""
+
+    @abc.abstractmethod
+    def _build_requests(
+        self, workload: Workload, replicas: Sequence[int]
+    ) -> builtins.list[CreateRequest]:
+        """The create requests for ``replicas``, keys included. Read-only calls only."""
+
+    @abc.abstractmethod
+    def _ensure_shared(self, workload: Workload) -> None:
+        """Create (idempotently) what the replicas share: firewall, key pair..."""
+
+    @abc.abstractmethod
+    def _create(self, workload: Workload, request: CreateRequest) -> builtins.list[Machine]:
+        """Send one create request (retried with the same key). On failure,
+        delete what it made before raising."""
+
+    @abc.abstractmethod
+    def _delete(self, machines: Sequence[Machine]) -> None:
+        """Start deleting ``machines`` (and what each alone owns)."""
+
+    @abc.abstractmethod
+    def _delete_shared(self, workload: str) -> None:
+        """Delete the shared resources of a workload whose machines are gone."""
+
+    @abc.abstractmethod
+    def _logs(self, machine: Machine) -> str:
+        """The machine's console output or container log."""
+
+    def _start(self, machine: Machine) -> None:
+        raise Unsupported(f"{self.name} cannot start machines", provider=self.name)
+
+    def _stop(self, machine: Machine) -> None:
+        raise Unsupported(f"{self.name} cannot stop machines", provider=self.name)
+
+    def _reboot(self, machine: Machine) -> None:
+        raise Unsupported(f"{self.name} cannot reboot machines", provider=self.name)
+
+    def _snapshot(self, machine: Machine, name: str) -> Snapshot:
+        raise Unsupported(f"{self.name} cannot snapshot machines", provider=self.name)
+
+    def _snapshots(self, workload: str | None) -> builtins.list[Snapshot]:
+        return []
+
+    def _restore(self, machine: Machine, snapshot: Snapshot) -> None:
+        raise Unsupported(f"{self.name} cannot restore snapshots", provider=self.name)
+
+    def _delete_snapshot(self, snapshot_id: str) -> None:
+        raise Unsupported(f"{self.name} has no snapshots", provider=self.name)
+
+    # ----------------------------------------------------------------- helpers
+
+    def _call(self, operation: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call the SDK under the shared retry policy; count every attempt."""
+
+        def count() -> None:
+            with self._calls_lock:
+                self.api_calls[operation] += 1
+
+        return call_with_retry(
+            self.retry_policy, self.errors, operation, lambda: fn(*args, **kwargs), on_attempt=count
+        )
+
+    def _check(self, workload: Workload) -> None:
+        if not isinstance(workload, Workload):
+            raise SpecError("workload", f"expected a vmkit.Workload, got {type(workload).__name__}")
+        self._validate(workload)
+
+    def _plan(self, workload: Workload) -> Plan:
+        actions = converge(workload, self._list(workload.name))
+        to_create = [a.replica for a in actions if a.kind in ("create", "replace")]
+        requests = self._build_requests(workload, to_create) if to_create else []
+        return Plan(self.name, workload, actions, tuple(requests))
+
+    def _require(self, capability: str) -> None:
+        if capability not in self.capabilities:
+            raise Unsupported(f"{self.name} does not support {capability}", provider=self.name)
+
+    def _transition(
+        self, operation: str, machine_id: str, target: MachineState, wait: bool
+    ) -> Machine:
+        self._require(operation)
+        machine = self.get(machine_id)
+        getattr(self, f"_{operation}")(machine)
+        if not wait:
+            return self.get(machine_id)
+        deadline = time.monotonic() + self.timeout
+        (done,) = self._wait_for(machine.workload, {machine.id}, {target}, deadline)
+        return done.bind(self)
+
+    def _bound(self, machines: Iterable[Machine]) -> builtins.list[Machine]:
+        return [m.bind(self) for m in machines]
+
+    def _wait_for(
+        self,
+        workload: str,
+        ids: set[str],
+        targets: set[MachineState],
+        deadline: float,
+    ) -> builtins.list[Machine]:
+        """Poll with one listing per round until every id is in a target state.
+
+        A machine that fails raises ProviderError at once, naming it; the
+        deadline raises DeployTimeout naming those still pending.
+        """
+        if not ids:
+            return []
+        while True:
+            seen = {m.id: m for m in self._list(workload) if m.id in ids}
+            failed = [m for m in seen.values() if m.state == MachineState.FAILED]
+            if failed:
+                names = ", ".join(
+                    f"{m.name} ({m.raw.get('vmkit_reason', 'failed')})" for m in failed
+                )
+                raise ProviderError(f"{workload}: failed: {names}", provider=self.name)
+            pending = sorted(
+                (seen[i].name if i in seen else i)
+                for i in ids
+                if i not in seen or seen[i].state not in targets
+            )
+            if not pending:
+                return list(seen.values())
+            if time.monotonic() >= deadline:
+                raise DeployTimeout(
+                    f"{workload}: still pending at the deadline: {', '.join(pending)}",
+                    pending=pending,
+                    provider=self.name,
+                )
+            time.sleep(self.poll_interval)
+
+    def _wait_gone(self, workload: str, ids: Sequence[str], deadline: float) -> None:
+        """Poll with one listing per round until none of ``ids`` is listed alive."""
+        wanted = set(ids)
+        while True:
+            alive = [m for m in self._list(workload) if m.id in wanted and m.state not in GONE]
+            if not alive:
+                return
+            if time.monotonic() >= deadline:
+                names = sorted(m.name for m in alive)
+                raise DeployTimeout(
+                    f"{workload}: still being deleted at the deadline: {', '.join(names)}",
+                    pending=names,
+                    provider=self.name,
+                )
+            time.sleep(self.poll_interval)
+
+
+def _by_replica(machine: Machine) -> tuple[int, str]:
+    return (machine.replica if machine.replica is not None else 1 << 30, machine.name)

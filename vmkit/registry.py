@@ -1,0 +1,90 @@
+"""Finding and connecting backends.
+
+Backends are found through the entry-point group ``vmkit.providers``; the
+built-in ones are registered there by vmkit's own pyproject exactly as a third
+party's would be. Loading is lazy: a backend's module (and its SDK) is
+imported when it is first connected.
+"""
+
+from __future__ import annotations
+
+import inspect
+from importlib import metadata
+from typing import Any
+
+from vmkit.errors import ConfigError
+from vmkit.provider import Provider
+
+__all__ = ["ENTRY_POINT_GROUP", "available", "connect", "load", "register"]
+
+ENTRY_POINT_GROUP = "vmkit.providers"
+_registered: dict[str, type[Provider]] = {}
+
+
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available() -> list[str]:
+    """Names of every backend that can be connected (installed or registered)."""
+    return sorted(set(_entry_points()) | set(_registered))
+
+
+def register(name: str, cls: type[Provider]) -> None:
+    """Register a backend class in-process (tests, notebooks). Entry points are
+    the way to ship one."""
+    if not (isinstance(cls, type) and issubclass(cls, Provider)):
+        raise ConfigError(f"{cls!r} is not a vmkit.Provider subclass")
+    _registered[name] = cls
+
+
+def _install_hint(name: str, ep: metadata.EntryPoint) -> str:
+    dist = ep.dist.name if ep.dist is not None else None
+    if dist is None or dist.lower() == "vmkit":
+        return f'pip install "vmkit[{name}]"'
+    return f'pip install --upgrade "{dist}"'
+
+
+def load(name: str) -> type[Provider]:
+    """The backend class called ``name``. Raises ConfigError with what to do
+    when the name is unknown or the backend's SDK is not installed."""
+    if name in _registered:
+        return _registered[name]
+    points = _entry_points()
+    ep = points.get(name)
+    if ep is None:
+        known = ", ".join(available()) or "none"
+        raise ConfigError(f"unknown provider {name!r}; installed providers: {known}")
+    try:
+        cls = ep.load()
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or str(exc)
+        raise ConfigError(
+            f"the {name} provider needs {missing}, which is not installed: "
+            f"{_install_hint(name, ep)}"
+        ) from exc
+    if not (isinstance(cls, type) and issubclass(cls, Provider)):
+        raise ConfigError(f"entry point {name} = {ep.value} is not a vmkit.Provider subclass")
+    return cls
+
+
+def connect(name: str, **config: Any) -> Provider:
+    """Connect to a backend: ``connect("aws", region="eu-west-1")``.
+
+    ``config`` is the backend's own options (see its docs page) plus the
+    shared ones: ``retry_attempts``, ``retry_timeout`` (seconds),
+    ``poll_interval`` and ``timeout``. An unknown option raises ConfigError
+    listing the accepted ones. No API call is made.
+    """
+    cls = load(name)
+    signature = inspect.signature(cls.__init__)
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+    if not accepts_any:
+        accepted = [p for p in signature.parameters if p != "self"]
+        unknown = sorted(set(config) - set(accepted))
+        if unknown:
+            raise ConfigError(
+                f"{name}: unknown option(s) {', '.join(unknown)}; "
+                f"accepted: {', '.join(sorted(accepted))}"
+            )
+    return cls(**config)
