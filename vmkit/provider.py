@@ -37,11 +37,16 @@ from vmkit.retry import ErrorMap, RetryPolicy, call_with_retry
 from vmkit.spec import Workload
 
 __all__ = [
+    "MANAGED_BY",
+    "REPLICA_TAG",
+    "SPEC_TAG",
+    "WORKLOAD_TAG",
     "Action",
     "CreateRequest",
     "Plan",
     "Provider",
     "converge",
+    "ownership_labels",
 ]
 
 log = logging.getLogger(__name__)
@@ -51,6 +56,26 @@ ActionKind = Literal["create", "keep", "replace", "delete"]
 #: Optional operations a backend may support; declared in ``Provider.capabilities``.
 CAPABILITIES = frozenset({"start", "stop", "reboot", "snapshot", "restore"})
 GONE = frozenset({MachineState.DELETED})
+
+#: The tags/labels that say vmkit owns a resource; the cloud is the source of truth.
+WORKLOAD_TAG = "vmkit-workload"
+REPLICA_TAG = "vmkit-replica"
+SPEC_TAG = "vmkit-spec"
+MANAGED_BY = ("app.kubernetes.io/managed-by", "vmkit")
+
+
+def ownership_labels(workload: Workload, replica: int | None = None) -> dict[str, str]:
+    """The user's labels plus vmkit's ownership tags (replica when given).
+
+    vmkit's own keys come last, so a user label can never shadow them (the
+    spec refuses the ``vmkit-`` prefix anyway).
+    """
+    labels = dict(workload.labels)
+    labels[WORKLOAD_TAG] = workload.name
+    labels[SPEC_TAG] = workload.spec_hash
+    if replica is not None:
+        labels[REPLICA_TAG] = str(replica)
+    return labels
 
 
 @dataclass(frozen=True)
