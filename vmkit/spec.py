@@ -21,9 +21,9 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
-    model_validator,
 )
 
 from vmkit.errors import SpecError
@@ -298,11 +298,15 @@ class Workload(_Model):
                 raise ValueError("must be an OpenSSH public key, e.g. 'ssh-ed25519 AAAA... me'")
         return value
 
-    @model_validator(mode="after")
-    def _command_needs_image(self) -> Workload:
-        if self.image is None and (self.command or self.args):
-            raise ValueError("command and args need an image to run in")
-        return self
+    @field_validator("command", "args")
+    @classmethod
+    def _command_needs_image(
+        cls, value: list[str] | None, info: ValidationInfo
+    ) -> list[str] | None:
+        # image is declared before command and args, so it is validated first.
+        if value is not None and info.data.get("image") is None:
+            raise ValueError("needs an image to run in")
+        return value
 
     @property
     def spec_hash(self) -> str:
