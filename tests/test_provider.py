@@ -133,7 +133,7 @@ def test_a_failed_machine_fails_the_wait_at_once() -> None:
     (m,) = provider.list("web")
     provider.machines[m.id]["state"] = MachineState.FAILED
     with pytest.raises(vmkit.ProviderError, match="web-0"):
-        provider._wait_for("web", {m.id}, {MachineState.RUNNING}, deadline=1e18)
+        provider._wait_for("web", [m], {MachineState.RUNNING}, deadline=1e18)
 
 
 def test_machine_methods_act_through_their_provider() -> None:

@@ -28,7 +28,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal, TypeVar
 
 from vmkit.errors import DeployTimeout, NotFound, ProviderError, SpecError, Unsupported
@@ -44,6 +44,7 @@ __all__ = [
     "Action",
     "CreateRequest",
     "Plan",
+    "Progress",
     "Provider",
     "converge",
     "ownership_labels",
@@ -56,6 +57,8 @@ ActionKind = Literal["create", "keep", "replace", "delete"]
 #: Optional operations a backend may support; declared in ``Provider.capabilities``.
 CAPABILITIES = frozenset({"start", "stop", "reboot", "snapshot", "restore"})
 GONE = frozenset({MachineState.DELETED})
+#: Called by deploy with the replicas' latest records after each poll round.
+Progress = Callable[[Sequence[Machine]], None]
 
 #: The tags/labels that say vmkit owns a resource; the cloud is the source of truth.
 WORKLOAD_TAG = "vmkit-workload"
@@ -234,22 +237,38 @@ class Provider(abc.ABC):
         return self._plan(workload)
 
     def deploy(
-        self, workload: Workload, *, wait: bool = True, timeout: float | None = None
+        self,
+        workload: Workload,
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
+        progress: Progress | None = None,
     ) -> builtins.list[Machine]:
         """Converge the cloud to ``workload`` and return its machines by replica.
 
         Idempotent: deploying the same spec again creates nothing. With
-        ``wait`` (the default) returns once every replica is running, or
-        raises DeployTimeout naming the replicas still pending after
-        ``timeout`` seconds (the provider's ``timeout`` when None).
+        ``wait`` (the default) returns once every replica is running (or
+        stopped by the user), or raises DeployTimeout naming the replicas still
+        pending after ``timeout`` seconds (the provider's ``timeout`` when
+        None); a replica that fails or vanishes while starting raises
+        ProviderError at once, naming it and the cloud's reason. ``progress``
+        is called with the replicas' latest records after each poll round.
         """
         self._check(workload)
-        return self.apply(self._plan(workload), wait=wait, timeout=timeout)
+        return self.apply(self._plan(workload), wait=wait, timeout=timeout, progress=progress)
 
     def apply(
-        self, plan: Plan, *, wait: bool = True, timeout: float | None = None
+        self,
+        plan: Plan,
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
+        progress: Progress | None = None,
     ) -> builtins.list[Machine]:
-        """Carry out ``plan`` (from :meth:`plan`), sending exactly its requests."""
+        """Carry out ``plan`` (from :meth:`plan`), sending exactly its requests.
+
+        See :meth:`deploy` for waiting, ``timeout`` and ``progress``.
+        """
         workload = plan.workload
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         doomed = [a.machine for a in plan.of("delete", "replace") if a.machine is not None]
@@ -258,18 +277,18 @@ class Provider(abc.ABC):
             self._delete(doomed)
             self._wait_gone(workload.name, [m.id for m in doomed], deadline)
         created: builtins.list[Machine] = []
-        if plan.requests:
+        if workload.replicas:
+            # Every deploy, not only those that create: it also puts back
+            # shared resources (firewall rules...) that drifted from the spec.
             self._ensure_shared(workload)
-            for request in plan.requests:
-                created.extend(self._create(workload, request))
+        for request in plan.requests:
+            created.extend(self._create(workload, request))
         kept = [a.machine for a in plan.of("keep") if a.machine is not None]
-        if not wait:
-            return self._bound(sorted(kept + created, key=_by_replica))
-        wanted = {m.id for m in kept + created}
-        machines = self._wait_for(
-            workload.name, wanted, {MachineState.RUNNING, MachineState.STOPPED}, deadline
-        )
-        return self._bound(sorted(machines, key=_by_replica))
+        machines = sorted(kept + created, key=_by_replica)
+        if wait:
+            settled = {MachineState.RUNNING, MachineState.STOPPED}
+            machines = self._wait_for(workload.name, machines, settled, deadline, progress)
+        return self._bound(machines)
 
     def list(self, workload: str | None = None) -> builtins.list[Machine]:
         """The managed machines (of one workload, or all), deleted ones left out."""
@@ -333,9 +352,7 @@ class Provider(abc.ABC):
         machine = self.get(machine_id)
         self._restore(machine, snapshot)
         deadline = time.monotonic() + self.timeout
-        (restored,) = self._wait_for(
-            machine.workload, {machine.id}, {MachineState.RUNNING}, deadline
-        )
+        (restored,) = self._wait_for(machine.workload, [machine], {MachineState.RUNNING}, deadline)
         return restored.bind(self)
 
     def delete_snapshot(self, snapshot_id: str) -> None:
@@ -371,7 +388,8 @@ class Provider(abc.ABC):
                 provider=self.name,
                 operation="destroy",
             )
-        return self._bound(sorted(machines, key=_by_replica))
+        gone = [replace(m, state=MachineState.DELETED) for m in machines]
+        return self._bound(sorted(gone, key=_by_replica))
 
     @classmethod
     def credentials_status(cls, **config: Any) -> str | None:
@@ -476,7 +494,7 @@ class Provider(abc.ABC):
         if not wait:
             return self.get(machine_id)
         deadline = time.monotonic() + self.timeout
-        (done,) = self._wait_for(machine.workload, {machine.id}, {target}, deadline)
+        (done,) = self._wait_for(machine.workload, [machine], {target}, deadline)
         return done.bind(self)
 
     def _bound(self, machines: Iterable[Machine]) -> builtins.list[Machine]:
@@ -485,39 +503,55 @@ class Provider(abc.ABC):
     def _wait_for(
         self,
         workload: str,
-        ids: set[str],
+        machines: Sequence[Machine],
         targets: set[MachineState],
         deadline: float,
+        progress: Progress | None = None,
     ) -> builtins.list[Machine]:
-        """Poll with one listing per round until every id is in a target state.
+        """Poll with one listing per round until every machine is in a target state.
 
-        A machine that fails raises ProviderError at once, naming it; the
-        deadline raises DeployTimeout naming those still pending.
+        Returns the latest records in the order given. A machine not listed
+        yet (eventual consistency) counts as pending. One that fails, or is
+        deleted while it should come up, raises ProviderError at once naming
+        it and the cloud's reason; the deadline raises DeployTimeout naming
+        those still pending.
         """
-        if not ids:
+        if not machines:
             return []
+        latest = {m.id: m for m in machines}
         while True:
-            seen = {m.id: m for m in self._list(workload) if m.id in ids}
-            failed = [m for m in seen.values() if m.state == MachineState.FAILED]
+            listed = {m.id: m for m in self._list(workload) if m.id in latest}
+            latest.update(listed)
+            current = builtins.list(latest.values())
+            if progress is not None:
+                progress([m.bind(self) for m in current])
+            failed = [
+                m
+                for m in listed.values()
+                if m.state == MachineState.FAILED or (m.state in GONE and not targets & GONE)
+            ]
             if failed:
-                names = ", ".join(
-                    f"{m.name} ({m.raw.get('vmkit_reason', 'failed')})" for m in failed
+                reasons = ", ".join(f"{m.name} ({self._failure_reason(m)})" for m in failed)
+                raise ProviderError(
+                    f"{workload}: failed: {reasons}", provider=self.name, operation="wait"
                 )
-                raise ProviderError(f"{workload}: failed: {names}", provider=self.name)
             pending = sorted(
-                (seen[i].name if i in seen else i)
-                for i in ids
-                if i not in seen or seen[i].state not in targets
+                m.name for m in current if m.id not in listed or m.state not in targets
             )
             if not pending:
-                return list(seen.values())
+                return current
             if time.monotonic() >= deadline:
                 raise DeployTimeout(
                     f"{workload}: still pending at the deadline: {', '.join(pending)}",
                     pending=pending,
                     provider=self.name,
+                    operation="wait",
                 )
             time.sleep(self.poll_interval)
+
+    def _failure_reason(self, machine: Machine) -> str:
+        """Why a machine failed, from the cloud's record. Backends refine it."""
+        return str(machine.state)
 
     def _wait_gone(self, workload: str, ids: Sequence[str], deadline: float) -> None:
         """Poll with one listing per round until none of ``ids`` is listed alive."""

@@ -109,8 +109,12 @@ class FakeServer:
         handler = _make_handler(self)
         self._server = ThreadingHTTPServer(("127.0.0.1", self._port), handler)
         self._server.daemon_threads = True
+        # A short poll keeps stop() quick: shutdown() waits for the next poll.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=type(self).__name__, daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=type(self).__name__,
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -239,7 +243,8 @@ def _make_handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
                 payload = json.dumps(response.body).encode()
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            self.wfile.write(payload)
+            if self.command != "HEAD":  # a HEAD answer has headers only (RFC 9110 9.3.2)
+                self.wfile.write(payload)
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
 

@@ -1,0 +1,27 @@
+"""Shared fixtures. Each backend's fixtures live in their own section."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+# ------------------------------------------------------------------------ AWS
+
+
+@pytest.fixture
+def aws_config() -> Iterator[dict[str, Any]]:
+    """A fresh simulated AWS account (moto, in-process); the connect() config."""
+    from vmkit.testing.sim import simulated_aws
+
+    with simulated_aws() as config:
+        yield config
+
+
+@pytest.fixture
+def aws(aws_config: dict[str, Any]) -> Any:
+    """An AwsProvider connected to the simulated account."""
+    import vmkit
+
+    return vmkit.connect("aws", **aws_config)

@@ -1,0 +1,13 @@
+"""The ``vmkit`` command line: a thin layer over the library.
+
+Only this package prints. Every error becomes one ``error: ...`` line on
+stderr and an exit status by error class (see docs/cli.md): 0 ok,
+1 unexpected, 2 usage, 3 SpecError, 4 ConfigError, 5 ProviderError,
+6 DeployTimeout. ``--debug`` (or ``VMKIT_DEBUG=1``) adds the traceback.
+"""
+
+from __future__ import annotations
+
+from vmkit.cli._app import EXIT_CODES, cli, exit_code, main
+
+__all__ = ["EXIT_CODES", "cli", "exit_code", "main"]

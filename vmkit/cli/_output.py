@@ -1,0 +1,250 @@
+"""What the CLI shows: fleet tables, machine details, plans, snapshots, JSON.
+
+Everything here builds rich renderables or JSON text; the commands decide
+where they go. Cell text is wrapped in ``Text`` so a machine named
+``[web]`` is shown as is, never read as rich markup.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from vmkit.machine import Machine, MachineState, Snapshot
+from vmkit.provider import Plan
+
+__all__ = [
+    "ProviderStatus",
+    "detail_table",
+    "dump_json",
+    "fleet_table",
+    "format_age",
+    "make_console",
+    "plan_view",
+    "providers_table",
+    "snapshots_table",
+    "state_text",
+]
+
+#: Columns a user copies into the next command: shown whole whatever the width.
+_WHOLE = frozenset({"target", "name", "id", "state", "machine"})
+
+#: Wide enough for a fleet table in a CI log, where there is no terminal to ask.
+_PIPE_WIDTH = 200
+
+_STATE_STYLE = {
+    MachineState.RUNNING: "green",
+    MachineState.PENDING: "yellow",
+    MachineState.STOPPING: "yellow",
+    MachineState.STOPPED: "dim",
+    MachineState.DELETING: "magenta",
+    MachineState.DELETED: "dim",
+    MachineState.FAILED: "bold red",
+    MachineState.UNKNOWN: "red",
+}
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A console for stdout (or stderr) that never reads markup in data.
+
+    When the stream is not a terminal (a pipe, a CI log) and ``COLUMNS`` is
+    unset, tables get a wide page instead of rich's 80 columns, so ids and
+    addresses are not folded.
+    """
+    stream = sys.stderr if stderr else sys.stdout
+    width = None
+    if not stream.isatty() and "COLUMNS" not in os.environ:
+        width = _PIPE_WIDTH
+    return Console(stderr=stderr, width=width, highlight=False, markup=False, emoji=False)
+
+
+def dump_json(data: Any) -> str:
+    """``data`` as indented JSON; datetimes and other objects become strings."""
+    return json.dumps(data, indent=2, default=str)
+
+
+def state_text(state: MachineState) -> Text:
+    """A machine state, coloured by how healthy it is."""
+    return Text(state.value, style=_STATE_STYLE.get(state, ""))
+
+
+def format_age(created_at: datetime | None, now: datetime | None = None) -> str:
+    """How long ago ``created_at`` was, in one unit: ``42s``, ``5m``, ``3h``, ``2d``."""
+    if created_at is None:
+        return "-"
+    if created_at.tzinfo is None:
+        created_at = created_at.replace(tzinfo=UTC)
+    seconds = max(0, int(((now or datetime.now(UTC)) - created_at).total_seconds()))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60}m"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+def _cell(value: object) -> Text:
+    return Text("-" if value is None or value == "" else str(value))
+
+
+def _table(columns: Sequence[str], rows: Iterable[Sequence[Text]]) -> Table:
+    """A table whose identifying columns are never shortened: on a narrow
+    terminal the other columns fold instead."""
+    rows = list(rows)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for index, column in enumerate(columns):
+        if column in _WHOLE:
+            width = max([len(column), *(row[index].cell_len for row in rows)])
+            table.add_column(column, no_wrap=True, min_width=width)
+        else:
+            table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def fleet_table(
+    machines: Iterable[Machine],
+    *,
+    target_of: Callable[[Machine], str] | None = None,
+    now: datetime | None = None,
+) -> Table:
+    """The fleet: one row per machine.
+
+    Columns: provider, location, workload, name, id, kind, state, size,
+    private and public IP, age; ``target_of`` adds a leading "target"
+    column (the demo runs one workload on several simulated clouds).
+    """
+    columns = ["provider", "location", "workload", "name", "id", "kind", "state", "size"]
+    columns += ["private ip", "public ip", "age"]
+    if target_of is not None:
+        columns.insert(0, "target")
+    rows = []
+    for m in machines:
+        row = [
+            _cell(m.provider),
+            _cell(m.location),
+            _cell(m.workload),
+            _cell(m.name),
+            _cell(m.id),
+            _cell(m.kind),
+            state_text(m.state),
+            _cell(m.size),
+            _cell(m.private_ip),
+            _cell(m.public_ip),
+            _cell(format_age(m.created_at, now)),
+        ]
+        if target_of is not None:
+            row.insert(0, _cell(target_of(m)))
+        rows.append(row)
+    return _table(columns, rows)
+
+
+def _labels(labels: Mapping[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-"
+
+
+def detail_table(machine: Machine) -> Table:
+    """One machine, field by field."""
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column("field", style="bold", no_wrap=True)
+    table.add_column("value")
+    created = machine.created_at.isoformat() if machine.created_at else None
+    age = format_age(machine.created_at)
+    rows: list[tuple[str, RenderableType]] = [
+        ("id", _cell(machine.id)),
+        ("name", _cell(machine.name)),
+        ("provider", _cell(machine.provider)),
+        ("kind", _cell(machine.kind)),
+        ("workload", _cell(machine.workload)),
+        ("replica", _cell(machine.replica)),
+        ("state", state_text(machine.state)),
+        ("size", _cell(machine.size)),
+        ("image", _cell(machine.image)),
+        ("location", _cell(machine.location)),
+        ("private ip", _cell(machine.private_ip)),
+        ("public ip", _cell(machine.public_ip)),
+        ("labels", _cell(_labels(machine.labels))),
+        ("created", _cell(f"{created} ({age} ago)" if created else None)),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def plan_view(plan: Plan, location: str) -> Group:
+    """The actions (replica, action, machine, reason), then each create
+    request as YAML, exactly as deploy would send it."""
+    counts = {kind: len(plan.of(kind)) for kind in ("create", "keep", "replace", "delete")}
+    summary = ", ".join(f"{n} to {kind}" for kind, n in counts.items())
+    header = Text(f"plan for {plan.workload.name} on {plan.provider} ({location}): {summary}")
+    actions = _table(
+        ("replica", "action", "machine", "reason"),
+        (
+            (
+                _cell(action.replica if action.replica >= 0 else "?"),
+                Text(action.kind, style="bold" if action.kind != "keep" else ""),
+                _cell(action.machine.id if action.machine else None),
+                _cell(action.reason),
+            )
+            for action in plan.actions
+        ),
+    )
+    parts: list[RenderableType] = [header, actions]
+    for number, request in enumerate(plan.requests, start=1):
+        replicas = ", ".join(str(r) for r in request.replicas)
+        parts.append(Text(f"request {number}: {request.operation} (replicas {replicas})"))
+        # Round-trip through JSON so SDK-specific values become plain YAML.
+        body = json.loads(json.dumps(request.body, default=str))
+        parts.append(Text(yaml.safe_dump(body, sort_keys=False, allow_unicode=True).rstrip()))
+    if not plan.changes:
+        parts.append(Text("nothing to change"))
+    return Group(*parts)
+
+
+def snapshots_table(snapshots: Sequence[Snapshot], *, now: datetime | None = None) -> Table:
+    """Snapshots, newest first as the provider returns them."""
+    columns = ("provider", "workload", "name", "id", "machine", "state", "age")
+    rows = [
+        (
+            _cell(s.provider),
+            _cell(s.workload),
+            _cell(s.name),
+            _cell(s.id),
+            _cell(s.machine_id),
+            _cell(s.state),
+            _cell(format_age(s.created_at, now)),
+        )
+        for s in snapshots
+    ]
+    return _table(columns, rows)
+
+
+ProviderStatus = dict[str, Any]
+
+
+def providers_table(statuses: Sequence[ProviderStatus]) -> Table:
+    """Installed backends: whether each loads and whether credentials resolve."""
+    rows = []
+    for status in statuses:
+        loads = Text("yes", style="green") if status["loads"] else Text("no", style="red")
+        if not status["loads"]:
+            credentials = Text("-")
+        elif status["credentials_ok"]:
+            credentials = Text("found", style="green")
+        else:
+            credentials = Text("missing", style="yellow")
+        note = status["error"] or status["credentials"] or ""
+        rows.append((_cell(status["name"]), loads, credentials, Text(note)))
+    return _table(("provider", "loads", "credentials", "note"), rows)

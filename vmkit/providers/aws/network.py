@@ -1,0 +1,193 @@
+"""What a workload's instances share on EC2: its VPC, security group and key pair."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from vmkit.errors import ConfigError, NotFound, ProviderError
+from vmkit.provider import WORKLOAD_TAG
+from vmkit.providers.aws import translate as tr
+from vmkit.providers.aws.errors import aws_error_code
+from vmkit.spec import Workload
+
+if TYPE_CHECKING:
+    from vmkit.providers.aws.provider import AwsProvider
+
+__all__ = ["Network"]
+
+
+class Network:
+    """Security groups, key pairs and VPC look-ups, through the provider's
+    retried, counted ``_call``."""
+
+    def __init__(self, provider: AwsProvider) -> None:
+        self._p = provider
+        self._ec2 = provider.ec2_client
+
+    def subnet_vpc(self, options: tr.AwsOptions) -> str:
+        """The VPC of ``options.subnet_id``; ConfigError if ``vpc_id`` disagrees."""
+        answer = self._p._call(
+            "ec2:DescribeSubnets", self._ec2.describe_subnets, SubnetIds=[options.subnet_id]
+        )
+        subnets = answer.get("Subnets", [])
+        if not subnets:
+            raise NotFound(f"subnet {options.subnet_id} does not exist", provider="aws")
+        vpc_id = str(subnets[0]["VpcId"])
+        if options.vpc_id is not None and options.vpc_id != vpc_id:
+            raise ConfigError(
+                f"options.aws.vpc_id: subnet {options.subnet_id} is in {vpc_id}, "
+                f"not {options.vpc_id}"
+            )
+        return vpc_id
+
+    def default_vpc(self) -> str:
+        """The region's default VPC; ProviderError when it has none."""
+        answer = self._p._call(
+            "ec2:DescribeVpcs",
+            self._ec2.describe_vpcs,
+            Filters=[{"Name": "is-default", "Values": ["true"]}],
+        )
+        vpcs = answer.get("Vpcs", [])
+        if not vpcs:
+            raise ProviderError(
+                f"{self._p.location} has no default VPC: set options.aws.subnet_id",
+                provider="aws",
+            )
+        return str(vpcs[0]["VpcId"])
+
+    def find_group(self, name: str, vpc_id: str) -> dict[str, Any] | None:
+        """The security group ``name`` in ``vpc_id``, or None. Read-only."""
+        answer = self._p._call(
+            "ec2:DescribeSecurityGroups",
+            self._ec2.describe_security_groups,
+            Filters=[
+                {"Name": "group-name", "Values": [name]},
+                {"Name": "vpc-id", "Values": [vpc_id]},
+            ],
+        )
+        groups: list[dict[str, Any]] = answer.get("SecurityGroups", [])
+        return groups[0] if groups else None
+
+    def ensure(self, workload: Workload) -> None:
+        """Make the workload's group hold exactly the declared ingress, and its
+        key pair hold the spec's key. Idempotent."""
+        options = tr.parse_options(workload)
+        vpc_id = self.subnet_vpc(options) if options.subnet_id else self.default_vpc()
+        group = self._ensure_group(workload.name, vpc_id)
+        wanted = tr.desired_rules(
+            workload.ports, ssh=workload.ssh_public_key is not None, cidrs=options.ingress_cidrs
+        )
+        self._converge_rules(group, wanted)
+        if workload.ssh_public_key is not None:
+            self._ensure_key_pair(workload.name, workload.ssh_public_key)
+
+    def _ensure_group(self, workload: str, vpc_id: str) -> dict[str, Any]:
+        name = tr.security_group_name(workload)
+        found = self.find_group(name, vpc_id)
+        if found is not None:
+            return found
+        try:
+            created = self._p._call(
+                "ec2:CreateSecurityGroup",
+                self._ec2.create_security_group,
+                GroupName=name,
+                Description=f"vmkit workload {workload}: declared ports only",
+                VpcId=vpc_id,
+                TagSpecifications=[
+                    {
+                        "ResourceType": "security-group",
+                        "Tags": tr.tag_list({WORKLOAD_TAG: workload, "Name": name}),
+                    }
+                ],
+            )
+        except ProviderError as exc:
+            if aws_error_code(exc) != "InvalidGroup.Duplicate":
+                raise
+            # A concurrent deploy of the same workload made it a moment ago.
+            again = self.find_group(name, vpc_id)
+            if again is None:
+                raise
+            return again
+        return {"GroupId": created["GroupId"], "GroupName": name, "IpPermissions": []}
+
+    def _converge_rules(self, group: Mapping[str, Any], wanted: set[tr.Rule]) -> None:
+        have = tr.existing_rules(group.get("IpPermissions") or [])
+        extra, missing = have - wanted, wanted - have
+        if extra:
+            self._p._call(
+                "ec2:RevokeSecurityGroupIngress",
+                self._ec2.revoke_security_group_ingress,
+                GroupId=group["GroupId"],
+                IpPermissions=tr.permissions(extra),
+            )
+        if missing:
+            try:
+                self._p._call(
+                    "ec2:AuthorizeSecurityGroupIngress",
+                    self._ec2.authorize_security_group_ingress,
+                    GroupId=group["GroupId"],
+                    IpPermissions=tr.permissions(missing),
+                )
+            except ProviderError as exc:
+                if aws_error_code(exc) != "InvalidPermission.Duplicate":
+                    raise
+
+    def _ensure_key_pair(self, workload: str, public_key: str) -> None:
+        # EC2 fingerprints differ by key type, so the pair is tagged with a
+        # digest of the material vmkit imported: a changed key is re-imported.
+        name = tr.key_pair_name(workload)
+        digest = hashlib.sha256(public_key.encode()).hexdigest()[:16]
+        answer = self._p._call(
+            "ec2:DescribeKeyPairs",
+            self._ec2.describe_key_pairs,
+            Filters=[{"Name": "key-name", "Values": [name]}],
+        )
+        for pair in answer.get("KeyPairs", []):
+            if tr.tags_of(pair).get(tr.KEY_HASH_TAG) == digest:
+                return
+            # Instances already running keep the key they booted with.
+            self._p._call("ec2:DeleteKeyPair", self._ec2.delete_key_pair, KeyName=name)
+        tags = {WORKLOAD_TAG: workload, tr.KEY_HASH_TAG: digest}
+        self._p._call(
+            "ec2:ImportKeyPair",
+            self._ec2.import_key_pair,
+            KeyName=name,
+            PublicKeyMaterial=public_key.encode(),
+            TagSpecifications=[{"ResourceType": "key-pair", "Tags": tr.tag_list(tags)}],
+        )
+
+    def delete(self, workload: str, *, patience: float | None = None) -> None:
+        """Delete every security group and key pair tagged with the workload.
+
+        A group still in use (DependencyViolation) is retried for ``patience``
+        seconds (the provider's ``timeout`` when None), then the error raised.
+        """
+        owner = [{"Name": f"tag:{WORKLOAD_TAG}", "Values": [workload]}]
+        groups = self._p._call(
+            "ec2:DescribeSecurityGroups", self._ec2.describe_security_groups, Filters=owner
+        ).get("SecurityGroups", [])
+        deadline = time.monotonic() + (self._p.timeout if patience is None else patience)
+        for group in groups:
+            self._delete_group(str(group["GroupId"]), deadline)
+        pairs = self._p._call("ec2:DescribeKeyPairs", self._ec2.describe_key_pairs, Filters=owner)
+        for pair in pairs.get("KeyPairs", []):
+            self._p._call("ec2:DeleteKeyPair", self._ec2.delete_key_pair, KeyName=pair["KeyName"])
+
+    def _delete_group(self, group_id: str, deadline: float) -> None:
+        # Network interfaces of terminated instances linger for a while, and
+        # the group cannot go before they do (DependencyViolation).
+        while True:
+            try:
+                self._p._call(
+                    "ec2:DeleteSecurityGroup", self._ec2.delete_security_group, GroupId=group_id
+                )
+                return
+            except NotFound:
+                return
+            except ProviderError as exc:
+                if aws_error_code(exc) != "DependencyViolation" or time.monotonic() >= deadline:
+                    raise
+            time.sleep(self._p.poll_interval)

@@ -1,0 +1,471 @@
+"""The EC2 backend: workloads as EC2 instances, found again by their tags.
+
+See :class:`vmkit.provider.Provider` for the guarantees. What is specific to
+EC2 is documented on :class:`AwsProvider`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import copy
+import logging
+import re
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ProfileNotFound
+
+from vmkit.catalog import PORTABLE_IMAGES, fitting_types, resolve_image, resolve_instance_type
+from vmkit.errors import AuthError, ConfigError, NotFound, ProviderError, SpecError
+from vmkit.machine import Machine, Snapshot
+from vmkit.provider import WORKLOAD_TAG, CreateRequest, Provider, ownership_labels
+from vmkit.providers.aws import translate as tr
+from vmkit.providers.aws.errors import AwsErrors
+from vmkit.providers.aws.images import Images
+from vmkit.providers.aws.network import Network
+from vmkit.render import render_cloud_init
+from vmkit.spec import Workload
+
+__all__ = ["AwsProvider"]
+
+log = logging.getLogger(__name__)
+
+# In a named subnet RunInstances needs the group's id, which a plan cannot know
+# when the group is created by the deploy itself; the body then carries this
+# marker and _create swaps in the id (the only field a plan may not show).
+GROUP_ID_PENDING = "resolve:security-group/"
+# Candidates per DescribeInstanceTypeOfferings filter (EC2 caps filter values).
+OFFERING_CHUNK = 100
+# "User data is limited to 16 KB" (before base64), RunInstances API reference:
+# https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_RunInstances.html
+USER_DATA_LIMIT = 16 * 1024
+
+
+class AwsProvider(Provider):
+    """Amazon EC2. ``vmkit.connect("aws", region="eu-west-1")``.
+
+    Options: ``region`` (required unless the profile or ``AWS_DEFAULT_REGION``
+    sets one), ``profile``, ``endpoint_url`` (used for EC2 and SSM, e.g. a
+    moto server or a VPC endpoint), explicit ``aws_access_key_id`` /
+    ``aws_secret_access_key`` / ``aws_session_token``, and the shared
+    ``retry_attempts``, ``retry_timeout``, ``poll_interval``, ``timeout``.
+    Credentials otherwise come from boto3's standard chain. No API call is
+    made on connect.
+
+    What is specific to EC2:
+
+    * Replicas of one deploy are launched by ONE ``RunInstances``
+      (``MinCount == MaxCount``) whose ``ClientToken`` is a fresh uuid4 per
+      deploy call and is resent unchanged on retries; each instance is then
+      tagged with its replica index and ``Name`` (``CreateTags``), in
+      ``AmiLaunchIndex`` order.
+    * Each workload owns a security group ``vmkit-<workload>`` opening only the
+      declared ports (and 22/tcp only with ``ssh_public_key``, imported as key
+      pair ``vmkit-<workload>``); a deploy brings an existing group's rules back
+      to exactly that set.
+    * ``options["aws"]``: ``instance_type`` (always wins), ``arch``
+      (``"x86_64"`` or ``"arm64"``), ``subnet_id`` (else the default VPC),
+      ``vpc_id`` (checked against the subnet's), ``ingress_cidrs`` (instead of
+      anywhere).
+    * ``isolation`` is a Kubernetes-only field: an EC2 instance is already a
+      VM of its own, so every value is accepted and ignored.
+    * Snapshots are AMIs (``CreateImage`` with ``NoReboot``); a snapshot's id
+      is the AMI id.
+    """
+
+    name = "aws"
+    kind = "vm"
+    errors = AwsErrors()
+
+    def __init__(
+        self,
+        *,
+        region: str | None = None,
+        profile: str | None = None,
+        endpoint_url: str | None = None,
+        aws_access_key_id: str | None = None,
+        aws_secret_access_key: str | None = None,
+        aws_session_token: str | None = None,
+        retry_attempts: int = 8,
+        retry_timeout: float = 120.0,
+        poll_interval: float = 5.0,
+        timeout: float = 900.0,
+    ) -> None:
+        super().__init__(
+            retry_attempts=retry_attempts,
+            retry_timeout=retry_timeout,
+            poll_interval=poll_interval,
+            timeout=timeout,
+        )
+        session = _session(
+            profile=profile,
+            region=region,
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key,
+            aws_session_token=aws_session_token,
+        )
+        if not session.region_name:
+            raise ConfigError(
+                "aws: region is required: connect('aws', region='us-east-1'), "
+                "or set it in the profile or AWS_DEFAULT_REGION"
+            )
+        self._region: str = session.region_name
+        # vmkit's retry.py is the one retry policy, so botocore must not retry
+        # underneath it. In a client Config, "max_attempts" counts retries
+        # (1 would mean two tries) while "total_max_attempts" counts tries,
+        # first included (botocore/config.py, Config docstring).
+        config = Config(retries={"total_max_attempts": 1, "mode": "standard"})
+        self._ec2: Any = session.client("ec2", config=config, endpoint_url=endpoint_url)
+        self._ssm: Any = session.client("ssm", config=config, endpoint_url=endpoint_url)
+        self._network = Network(self)
+        self._images = Images(self)
+
+    @classmethod
+    def credentials_status(cls, **config: Any) -> str | None:
+        """None when boto3's chain finds credentials for ``config``, else why not.
+
+        No AWS API call (an instance-role lookup may query the local metadata
+        endpoint, as boto3 itself does).
+        """
+        try:
+            session = _session(
+                profile=config.get("profile"),
+                region=config.get("region"),
+                aws_access_key_id=config.get("aws_access_key_id"),
+                aws_secret_access_key=config.get("aws_secret_access_key"),
+                aws_session_token=config.get("aws_session_token"),
+            )
+        except ConfigError as exc:
+            return str(exc)
+        if session.get_credentials() is None:
+            return (
+                "no AWS credentials found (environment variables, shared credentials "
+                "file, profile or instance role)"
+            )
+        return None
+
+    @property
+    def location(self) -> str:
+        """The region."""
+        return self._region
+
+    @property
+    def ec2_client(self) -> Any:
+        """The boto3 EC2 client, for what vmkit does not model (calls made on it
+        are not retried nor counted)."""
+        return self._ec2
+
+    @property
+    def ssm_client(self) -> Any:
+        """The boto3 SSM client used for public image parameters."""
+        return self._ssm
+
+    # -------------------------------------------------------------- validation
+
+    def _validate(self, workload: Workload) -> None:
+        options = tr.parse_options(workload)
+        _image_reference(workload.os_image, options.arch)
+        if options.instance_type is None:
+            resolve_instance_type("aws", workload.resources, arch=options.arch, available=None)
+        user_data = render_cloud_init(workload)
+        if user_data is not None and len(user_data.encode()) > USER_DATA_LIMIT:
+            raise SpecError(
+                "user_data",
+                f"the VM's user data comes to {len(user_data.encode())} bytes; "
+                f"EC2 takes at most {USER_DATA_LIMIT}",
+            )
+
+    # ----------------------------------------------------------------- listing
+
+    def _describe_instances(self, **params: Any) -> Iterator[dict[str, Any]]:
+        # One call per page, each retried on its own. Not a boto3 waiter: they
+        # read the first page only, and moto pages at 100 reservations.
+        token: str | None = None
+        while True:
+            page_params = dict(params, NextToken=token) if token else params
+            page = self._call("ec2:DescribeInstances", self._ec2.describe_instances, **page_params)
+            for reservation in page.get("Reservations", []):
+                yield from reservation.get("Instances", [])
+            token = page.get("NextToken")
+            if not token:
+                return
+
+    def _list(self, workload: str | None) -> builtins.list[Machine]:
+        owner = (
+            {"Name": f"tag:{WORKLOAD_TAG}", "Values": [workload]}
+            if workload is not None
+            else {"Name": "tag-key", "Values": [WORKLOAD_TAG]}
+        )
+        # Terminated instances are listed too (EC2 shows them for about an
+        # hour): waiting must see a replica that died while starting, at once.
+        # Provider.list and convergence leave them out.
+        return [tr.to_machine(i) for i in self._describe_instances(Filters=[owner])]
+
+    def _failure_reason(self, machine: Machine) -> str:
+        # StateReason says why an instance stopped or terminated, e.g.
+        # "Server.InsufficientInstanceCapacity" (Instance, EC2 API reference).
+        reason = machine.raw.get("StateReason") or {}
+        return str(reason.get("Message") or reason.get("Code") or machine.state)
+
+    def _get(self, machine_id: str) -> Machine:
+        try:
+            instances = list(self._describe_instances(InstanceIds=[machine_id]))
+        except NotFound as exc:
+            raise NotFound(f"no machine {machine_id}", provider=self.name) from exc
+        managed = [i for i in instances if WORKLOAD_TAG in tr.tags_of(i)]
+        if not managed:
+            raise NotFound(f"no machine {machine_id} managed by vmkit", provider=self.name)
+        return tr.to_machine(managed[0])
+
+    # --------------------------------------------------------------- planning
+
+    def _build_requests(
+        self, workload: Workload, replicas: Sequence[int]
+    ) -> builtins.list[CreateRequest]:
+        options = tr.parse_options(workload)
+        image_id = self._image_id(workload, options.arch)
+        root_device = self._images.root_device(image_id)
+        instance_type = options.instance_type or self._instance_type(workload, options.arch)
+        group = tr.security_group_name(workload.name)
+        group_id: str | None = None
+        vpc_id: str | None = None
+        if options.subnet_id is not None:
+            vpc_id = self._network.subnet_vpc(options)
+            found = self._network.find_group(group, vpc_id)
+            group_id = found["GroupId"] if found else GROUP_ID_PENDING + group
+        body = tr.run_instances_body(
+            workload,
+            count=len(replicas),
+            image_id=image_id,
+            instance_type=instance_type,
+            root_device=root_device,
+            client_token=str(uuid.uuid4()),
+            user_data=render_cloud_init(workload),
+            security_group=group,
+            security_group_id=group_id,
+            subnet_id=options.subnet_id,
+            key_name=tr.key_pair_name(workload.name) if workload.ssh_public_key else None,
+        )
+        context = {"security_group": group, "vpc_id": vpc_id}
+        return [CreateRequest("ec2:RunInstances", tuple(replicas), body, context)]
+
+    def _image_id(self, workload: Workload, arch: tr.Arch) -> str:
+        kind, value = _image_reference(workload.os_image, arch)
+        if kind == "ami":
+            return value
+        # Public parameters: https://docs.aws.amazon.com/systems-manager/latest/userguide/parameter-store-public-parameters-ami.html
+        answer = self._call("ssm:GetParameter", self._ssm.get_parameter, Name=value)
+        return str(answer["Parameter"]["Value"])
+
+    def _instance_type(self, workload: Workload, arch: tr.Arch) -> str:
+        candidates = [t.name for t in fitting_types("aws", workload.resources, arch=arch)]
+        available: set[str] | None = None
+        if candidates:
+            try:
+                available = self._offered(candidates)
+            except AuthError:
+                raise
+            except ProviderError as exc:
+                log.debug("aws: instance type offerings unavailable, using the catalog: %s", exc)
+        chosen = resolve_instance_type("aws", workload.resources, arch=arch, available=available)
+        return chosen.name
+
+    def _offered(self, candidates: Sequence[str]) -> set[str]:
+        """The candidates offered in the region. Candidates are cheapest first,
+        so the first chunk with any offered type holds the cheapest one."""
+        offered: set[str] = set()
+        for start in range(0, len(candidates), OFFERING_CHUNK):
+            chunk = list(candidates[start : start + OFFERING_CHUNK])
+            token: str | None = None
+            while True:
+                params: dict[str, Any] = {
+                    "LocationType": "region",
+                    "Filters": [{"Name": "instance-type", "Values": chunk}],
+                }
+                if token:
+                    params["NextToken"] = token
+                page = self._call(
+                    "ec2:DescribeInstanceTypeOfferings",
+                    self._ec2.describe_instance_type_offerings,
+                    **params,
+                )
+                offered.update(o["InstanceType"] for o in page.get("InstanceTypeOfferings", []))
+                token = page.get("NextToken")
+                if not token:
+                    break
+            if offered:
+                return offered
+        return offered
+
+    # ------------------------------------------------------------ shared state
+
+    def _ensure_shared(self, workload: Workload) -> None:
+        self._network.ensure(workload)
+
+    def _delete_shared(self, workload: str) -> None:
+        self._network.delete(workload)
+
+    # ---------------------------------------------------------------- creating
+
+    def _create(self, workload: Workload, request: CreateRequest) -> builtins.list[Machine]:
+        body = copy.deepcopy(dict(request.body))
+        pending = [g for g in body.get("SecurityGroupIds", []) if g.startswith(GROUP_ID_PENDING)]
+        if pending:
+            name = str(request.context["security_group"])
+            group = self._network.find_group(name, str(request.context["vpc_id"]))
+            if group is None:
+                raise ProviderError(
+                    f"security group {name} is missing",
+                    provider=self.name,
+                    operation="ec2:RunInstances",
+                )
+            body["SecurityGroupIds"] = [group["GroupId"]]
+        try:
+            answer = self._call("ec2:RunInstances", self._ec2.run_instances, **body)
+        except ProviderError:
+            self._release_unused_shared(workload.name)
+            raise
+        instances = sorted(answer.get("Instances", []), key=lambda i: i.get("AmiLaunchIndex", 0))
+        try:
+            if len(instances) != len(request.replicas):
+                raise ProviderError(
+                    f"RunInstances made {len(instances)} instances, {len(request.replicas)} asked",
+                    provider=self.name,
+                    operation="ec2:RunInstances",
+                )
+            machines = []
+            for instance, replica in zip(instances, request.replicas, strict=True):
+                per_instance = tr.replica_tags(workload.name, replica)
+                self._call(
+                    "ec2:CreateTags",
+                    self._ec2.create_tags,
+                    Resources=[instance["InstanceId"]],
+                    Tags=per_instance,
+                )
+                tags = {**tr.tags_of(instance), **ownership_labels(workload, replica)}
+                tags.update({t["Key"]: t["Value"] for t in per_instance})
+                machines.append(tr.to_machine({**instance, "Tags": tr.tag_list(tags)}))
+        except BaseException:
+            # Untagged instances would be orphans no listing finds by replica.
+            self._terminate_quietly([str(i["InstanceId"]) for i in instances])
+            raise
+        return machines
+
+    def _release_unused_shared(self, workload: str) -> None:
+        # A first deploy refused outright (quota, capacity...) would otherwise
+        # leave the group and key pair it just made behind. Only when the
+        # workload has no machine at all, and in one attempt: it is cleanup.
+        try:
+            if not self._list(workload):
+                self._network.delete(workload, patience=0)
+        except ProviderError as exc:
+            log.warning("aws: could not clean up the shared resources of %s: %s", workload, exc)
+
+    def _terminate_quietly(self, instance_ids: Sequence[str]) -> None:
+        if not instance_ids:
+            return
+        try:
+            self._call(
+                "ec2:TerminateInstances",
+                self._ec2.terminate_instances,
+                InstanceIds=list(instance_ids),
+            )
+        except ProviderError as exc:
+            log.warning("aws: could not clean up %s: %s", ", ".join(instance_ids), exc)
+
+    # ---------------------------------------------------------------- deleting
+
+    def _delete(self, machines: Sequence[Machine]) -> None:
+        ids = [m.id for m in machines]
+        try:
+            self._call("ec2:TerminateInstances", self._ec2.terminate_instances, InstanceIds=ids)
+        except NotFound:
+            # One id already gone fails the whole call; terminate the rest one by one.
+            for instance_id in ids:
+                try:
+                    self._call(
+                        "ec2:TerminateInstances",
+                        self._ec2.terminate_instances,
+                        InstanceIds=[instance_id],
+                    )
+                except NotFound:
+                    continue
+
+    # --------------------------------------------------------------- lifecycle
+
+    def _start(self, machine: Machine) -> None:
+        self._call("ec2:StartInstances", self._ec2.start_instances, InstanceIds=[machine.id])
+
+    def _stop(self, machine: Machine) -> None:
+        self._call("ec2:StopInstances", self._ec2.stop_instances, InstanceIds=[machine.id])
+
+    def _reboot(self, machine: Machine) -> None:
+        self._call("ec2:RebootInstances", self._ec2.reboot_instances, InstanceIds=[machine.id])
+
+    def _logs(self, machine: Machine) -> str:
+        # botocore base64-decodes Output itself (botocore/handlers.py,
+        # decode_console_output); it is absent until the instance wrote some.
+        answer = self._call(
+            "ec2:GetConsoleOutput", self._ec2.get_console_output, InstanceId=machine.id
+        )
+        return str(answer.get("Output") or "")
+
+    # --------------------------------------------------------------- snapshots
+
+    def _snapshot(self, machine: Machine, name: str) -> Snapshot:
+        return self._images.snapshot(machine, name)
+
+    def _snapshots(self, workload: str | None) -> builtins.list[Snapshot]:
+        return self._images.snapshots(workload)
+
+    def _delete_snapshot(self, snapshot_id: str) -> None:
+        self._images.delete(snapshot_id)
+
+    def _restore(self, machine: Machine, snapshot: Snapshot) -> None:
+        self._images.restore(machine, snapshot)
+
+
+def _image_reference(os_image: str, arch: tr.Arch) -> tuple[str, str]:
+    """``("ssm", parameter)`` or ``("ami", id)`` for ``os_image``. SpecError otherwise.
+
+    Besides the portable names, an AMI id and an SSM parameter path (bare or
+    as EC2's own ``resolve:ssm:`` form) are accepted as they are.
+    """
+    ref = resolve_image("aws", os_image, arch=arch)
+    if ref.kind == "ssm-parameter":
+        return "ssm", ref.value
+    value = ref.value.strip()
+    if value.startswith("resolve:ssm:"):
+        value = value[len("resolve:ssm:") :]
+    if value.startswith("/"):
+        return "ssm", value
+    if re.fullmatch(r"ami-[0-9a-f]{8,17}", value):
+        return "ami", value
+    raise SpecError(
+        "os_image",
+        f"{os_image!r} is not a portable image ({', '.join(PORTABLE_IMAGES)}), "
+        "an AMI id (ami-...) or an SSM parameter path",
+    )
+
+
+def _session(
+    *,
+    profile: str | None,
+    region: str | None,
+    aws_access_key_id: str | None,
+    aws_secret_access_key: str | None,
+    aws_session_token: str | None,
+) -> boto3.Session:
+    try:
+        return boto3.Session(
+            profile_name=profile,
+            region_name=region,
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key,
+            aws_session_token=aws_session_token,
+        )
+    except ProfileNotFound as exc:
+        raise ConfigError(f"aws: profile {profile!r} is not configured") from exc

@@ -1,0 +1,209 @@
+"""Managed disks and snapshots of the Azure fake (Microsoft.Compute/disks, /snapshots).
+
+OS disks are created by a VM PUT (see ``compute.py``); here disks can also be created
+empty or copied from a snapshot or disk, which is how a boot disk is restored.
+Shapes: azure-mgmt-compute 39.0.0 ``models/_models.py`` (Disk, DiskProperties,
+Snapshot, CreationData). The Disks RP answers create, update and delete with
+202 Accepted (``DisksOperations._create_or_update_initial`` accepts 200/202).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from vmkit.testing.fakes._http import Request, Response
+from vmkit.testing.fakes.azure import errors
+from vmkit.testing.fakes.azure.core import NAME, RG, ArmCore, Json
+from vmkit.testing.fakes.azure.errors import ArmError
+from vmkit.testing.fakes.azure.state import DISK, SNAPSHOT, Resource, iso
+
+__all__ = ["COMPUTE", "DiskApi", "disk_sku"]
+
+COMPUTE = "Microsoft.Compute"
+
+
+def disk_sku(name: str) -> Json:
+    """A disk SKU object; the tier follows the storage type."""
+    return {"name": name, "tier": "Premium" if name.lower().startswith("premium") else "Standard"}
+
+
+class DiskApi(ArmCore):
+    """Disks and snapshots."""
+
+    def _register_disks(self) -> None:
+        base = RG + "/providers/Microsoft.Compute"
+        self.tracked_routes(base + "/disks", DISK, "disks", self._disk_put, self._disk_delete)
+        self.tracked_routes(
+            base + "/snapshots", SNAPSHOT, "snapshots", self._snapshot_put, self._snapshot_delete
+        )
+        self.arm_route("PATCH", f"{base}/snapshots/{NAME}", "snapshots", self._snapshot_patch)
+        self.renderer(DISK, self._disk_json)
+        self.renderer(SNAPSHOT, self.base_json)
+
+    def new_os_disk(
+        self, vm: Resource, name: str, size_gb: int, storage_type: str, image_id: str
+    ) -> Resource:
+        """The OS disk a VM PUT creates from its image, attached to the VM."""
+        now = time.time()
+        return Resource(
+            subscription=vm.subscription,
+            group=vm.group,
+            provider_type=DISK,
+            name=name,
+            location=vm.location,
+            top={"managedBy": vm.id, "sku": disk_sku(storage_type)},
+            properties={
+                "osType": "Linux",
+                "hyperVGeneration": "V2",
+                "creationData": {"createOption": "FromImage", "imageReference": {"id": image_id}},
+                "diskSizeGB": size_gb,
+                "diskSizeBytes": size_gb << 30,
+                "diskState": "Attached",
+                "timeCreated": iso(now),
+                "uniqueId": str(uuid.uuid4()),
+                "provisioningState": "Succeeded",
+            },
+            created=now,
+        )
+
+    def _source(self, res: Resource, creation: Json) -> Resource:
+        """The disk or snapshot a Copy reads from, in the same region."""
+        source_id = creation.get("sourceResourceId")
+        source = self.store.get(source_id) if isinstance(source_id, str) else None
+        if source is None or source.provider_type.lower() not in (DISK.lower(), SNAPSHOT.lower()):
+            raise errors.child_not_found(str(source_id))
+        if source.location != res.location:
+            raise errors.invalid_parameter(
+                f"Source {source.id} is in location '{source.location}', not '{res.location}'.",
+                "sourceResourceId",
+            )
+        return source
+
+    def _copy_properties(self, res: Resource, source: Resource, props: Json) -> None:
+        size = max(int(props.get("diskSizeGB") or 0), int(source.properties["diskSizeGB"]))
+        res.properties.update(
+            {
+                "creationData": {
+                    "createOption": "Copy",
+                    "sourceResourceId": source.id,
+                    "sourceUniqueId": source.properties["uniqueId"],
+                },
+                "diskSizeGB": size,
+                "diskSizeBytes": size << 30,
+                "osType": source.properties.get("osType", "Linux"),
+                "hyperVGeneration": source.properties.get("hyperVGeneration", "V2"),
+                "timeCreated": iso(time.time()),
+                "uniqueId": str(uuid.uuid4()),
+                "diskState": "Unattached",
+            }
+        )
+
+    # ------------------------------------------------------------------ disks
+
+    def _disk_put(self, request: Request) -> Response:
+        def apply(res: Resource, body: Json, created: bool) -> None:
+            props = body.get("properties") or {}
+            sku = str(
+                (body.get("sku") or {}).get("name")
+                or res.top.get("sku", {}).get("name")
+                or "Standard_LRS"
+            )
+            if created:
+                creation = props.get("creationData") or {}
+                option = str(creation.get("createOption") or "")
+                if option.lower() == "copy":
+                    self._copy_properties(res, self._source(res, creation), props)
+                elif option.lower() == "empty":
+                    size = props.get("diskSizeGB")
+                    if not isinstance(size, int) or size <= 0:
+                        raise errors.invalid_parameter(
+                            "Required parameter 'diskSizeGB' is missing (null).", "diskSizeGB"
+                        )
+                    res.properties.update(
+                        {
+                            "creationData": {"createOption": "Empty"},
+                            "diskSizeGB": size,
+                            "diskSizeBytes": size << 30,
+                            "timeCreated": iso(time.time()),
+                            "uniqueId": str(uuid.uuid4()),
+                            "diskState": "Unattached",
+                        }
+                    )
+                else:
+                    raise errors.invalid_parameter(
+                        "The fake creates disks only with createOption Copy or Empty, "
+                        f"not '{option}'.",
+                        "creationData.createOption",
+                    )
+            else:
+                size = props.get("diskSizeGB")
+                if isinstance(size, int) and size < res.properties["diskSizeGB"]:
+                    raise errors.invalid_parameter("Disk size can only be increased.", "diskSizeGB")
+                if isinstance(size, int):
+                    res.properties["diskSizeGB"], res.properties["diskSizeBytes"] = size, size << 30
+            res.top["sku"] = disk_sku(sku)
+
+        return self.put_tracked(
+            request, DISK, apply, namespace=COMPUTE, statuses=(202, 202), location_header=True
+        )
+
+    def _attached_vm(self, disk: Resource) -> str | None:
+        vm_id = disk.top.get("managedBy")
+        return vm_id if isinstance(vm_id, str) and self.store.get(vm_id) is not None else None
+
+    def attach_conflict(self, disk: Resource, vm_key: str) -> ArmError | None:
+        """Why ``disk`` cannot be attached to the VM ``vm_key``, or None when it can."""
+        owner = self._attached_vm(disk)
+        if owner is not None and owner.lower() != vm_key:
+            return errors.operation_not_allowed(f"Disk {disk.name} is attached to VM {owner}.")
+        return None
+
+    def _disk_delete(self, request: Request) -> Response:
+        def check(disk: Resource) -> None:
+            vm_id = self._attached_vm(disk)
+            if vm_id is not None:
+                raise errors.operation_not_allowed(f"Disk {disk.name} is attached to VM {vm_id}.")
+
+        return self.delete_tracked(request, DISK, COMPUTE, check)
+
+    def _disk_json(self, disk: Resource) -> Json:
+        out = self.base_json(disk)
+        if self._attached_vm(disk) is None:
+            out.pop("managedBy", None)
+            out["properties"]["diskState"] = "Unattached"
+        return out
+
+    # -------------------------------------------------------------- snapshots
+
+    def _snapshot_put(self, request: Request) -> Response:
+        def apply(res: Resource, body: Json, created: bool) -> None:
+            props = body.get("properties") or {}
+            if created:
+                creation = props.get("creationData") or {}
+                if str(creation.get("createOption") or "").lower() not in ("copy", "copystart"):
+                    raise errors.invalid_parameter(
+                        "A snapshot is created with createOption Copy from a disk or snapshot.",
+                        "creationData.createOption",
+                    )
+                self._copy_properties(res, self._source(res, creation), props)
+                res.properties["incremental"] = bool(props.get("incremental", False))
+            sku = (body.get("sku") or {}).get("name") or res.top.get("sku", {}).get("name")
+            res.top["sku"] = {"name": str(sku or "Standard_LRS"), "tier": "Standard"}
+
+        return self.put_tracked(
+            request, SNAPSHOT, apply, namespace=COMPUTE, statuses=(202, 202), location_header=True
+        )
+
+    def _snapshot_patch(self, request: Request) -> Response:
+        snap = self.lookup(request, SNAPSHOT)
+        body = self.body_of(request)
+        if "tags" in body:
+            snap.tags = dict(body.get("tags") or {})
+        op = self.begin(snap, COMPUTE, "Updating")
+        return Response(
+            202, self.render(snap), headers=self.lro_headers(op, request, location=True)
+        )
+
+    def _snapshot_delete(self, request: Request) -> Response:
+        return self.delete_tracked(request, SNAPSHOT, COMPUTE)

@@ -1,0 +1,102 @@
+"""Request plumbing shared by the Compute Engine fake's handlers."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from vmkit.testing.fakes._http import Request, Response
+from vmkit.testing.fakes.gce.errors import invalid, not_found
+from vmkit.testing.fakes.gce.filters import FilterError, compile_filter, paginate
+from vmkit.testing.fakes.gce.render import render_operation
+from vmkit.testing.fakes.gce.shapes import LINK_BASE
+from vmkit.testing.fakes.gce.state import GceState, Operation
+
+__all__ = ["body_of", "list_response", "op_response", "replay", "request_id", "zone_of"]
+
+
+def zone_of(state: GceState, request: Request) -> tuple[str, str]:
+    """The (project, zone) of a zonal path; 404 for a zone the fake does not serve."""
+    project, zone = request.params["project"], request.params["zone"]
+    if zone not in state.zones:
+        raise not_found(f"projects/{project}/zones/{zone}")
+    return project, zone
+
+
+def body_of(request: Request) -> dict[str, Any]:
+    data = request.json()
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise invalid("resource", "", "The request body must be a JSON object.")
+    return data
+
+
+def request_id(request: Request) -> str | None:
+    """The ``requestId`` query parameter, which "must be a valid UUID with the
+    exception that zero UUID is not supported" (instances.insert reference)."""
+    value = request.arg("requestId")
+    if not value:
+        return None
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        raise invalid("requestId", value, "Must be a valid UUID.") from None
+    if parsed.int == 0:
+        raise invalid("requestId", value, "The zero UUID is not supported.")
+    return value
+
+
+def op_response(op: Operation, state: GceState) -> Response:
+    return Response(200, render_operation(op, state.now()))
+
+
+def replay(state: GceState, request: Request) -> tuple[str | None, Response | None]:
+    """The request's requestId, and the answer to give if that id was seen before.
+
+    A repeated requestId returns the original operation and does nothing else,
+    even when the resource has changed or gone since ("the server will know to
+    ignore the request if it has already been completed", requestId in every
+    mutating method's reference). Checked before the resource is looked up.
+    """
+    rid = request_id(request)
+    earlier = state.replayed(request.params["project"], rid)
+    return rid, op_response(earlier, state) if earlier is not None else None
+
+
+def list_response(request: Request, kind: str, path: str, items: list[dict[str, Any]]) -> Response:
+    """A ``compute#...List`` page: ``filter``, ``orderBy`` (name, or
+    "creationTimestamp desc"), ``maxResults`` 0..500 (default 500) and
+    ``pageToken``, as the list methods document."""
+    try:
+        matches = compile_filter(request.arg("filter"))
+    except FilterError as exc:
+        raise invalid(
+            "filter", request.arg("filter"), f"Invalid list filter expression: {exc}"
+        ) from None
+    order = (request.arg("orderBy") or "").strip()
+    selected = [item for item in items if matches(item)]
+    if order in ("", "name"):
+        selected.sort(key=lambda item: str(item.get("name", "")))
+    elif order == "creationTimestamp desc":
+        selected.sort(key=lambda item: str(item.get("creationTimestamp", "")), reverse=True)
+    else:
+        raise invalid("orderBy", order, "Only 'name' and 'creationTimestamp desc' are supported.")
+    raw_max = request.arg("maxResults") or "500"
+    try:
+        max_results = int(raw_max)
+    except ValueError:
+        raise invalid("maxResults", raw_max, "Must be an integer.") from None
+    if max_results < 0 or max_results > 500:
+        raise invalid("maxResults", raw_max, "Must be between 0 and 500, inclusive.")
+    query = f"{path}|{request.arg('filter') or ''}|{order}"
+    try:
+        page, token = paginate(selected, max_results or 500, request.arg("pageToken"), query)
+    except FilterError:
+        raise invalid("pageToken", request.arg("pageToken"), "Invalid page token.") from None
+    body: dict[str, Any] = {"kind": kind, "id": path, "selfLink": f"{LINK_BASE}/{path}"}
+    if page:
+        body["items"] = page
+    if token:
+        body["nextPageToken"] = token
+    return Response(200, body)

@@ -1,0 +1,386 @@
+"""instances.* of the Compute Engine fake: insert, bulkInsert, lifecycle, labels, console.
+
+Lifecycle (https://cloud.google.com/compute/docs/instances/instance-life-cycle):
+insert PROVISIONING -> STAGING -> RUNNING; stop STOPPING -> TERMINATED; start
+STAGING -> RUNNING; reset keeps RUNNING; delete STOPPING -> gone, taking the
+``autoDelete`` disks with it. Every mutation answers 200 with an Operation;
+capacity and quota failures of ``insert`` show on the DONE operation.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from vmkit.testing.fakes._http import HttpError, Request, Response
+from vmkit.testing.fakes.gce.build import boot_log, check_labels, check_name, commit, plan_instance
+from vmkit.testing.fakes.gce.common import body_of, list_response, op_response, replay, zone_of
+from vmkit.testing.fakes.gce.errors import (
+    already_exists,
+    exhausted_error,
+    exhausted_message,
+    invalid,
+    not_found,
+    not_ready,
+    quota_error,
+    quota_message,
+)
+from vmkit.testing.fakes.gce.render import instance_link, render_instance
+from vmkit.testing.fakes.gce.shapes import fingerprint
+from vmkit.testing.fakes.gce.state import GONE, GceState, Instance, OpError
+
+__all__ = ["InstanceApi"]
+
+#: the serial console keeps about 1 MB (instances.getSerialPortOutput, ``start``)
+SERIAL_BUFFER = 1024 * 1024
+
+
+class InstanceApi:
+    """Handlers for the instances collection; the server holds its lock around them."""
+
+    def __init__(self, state: GceState, *, bulk_existing: str = "skip") -> None:
+        self.state = state
+        self.bulk_existing = bulk_existing
+
+    # ---------------------------------------------------------------- helpers
+
+    def _path(self, project: str, zone: str, name: str) -> str:
+        return f"projects/{project}/zones/{zone}/instances/{name}"
+
+    def _live(self, request: Request) -> Instance:
+        project, zone = zone_of(self.state, request)
+        name = request.params["instance"]
+        inst = self.state.instance(project, zone, name)
+        if inst is None:
+            raise not_found(self._path(project, zone, name))
+        return inst
+
+    def _capacity_failure(self, inst_project: str, zone: str, cpus: int) -> OpError | None:
+        if self.state.is_exhausted(zone):
+            return exhausted_error(inst_project, zone)
+        region = zone.rsplit("-", 1)[0]
+        limit = self.state.cpu_limit(region)
+        if limit is not None and self.state.cpu_usage(inst_project, region) + cpus > limit:
+            return quota_error(limit, region)
+        return None
+
+    def _op(self, inst: Instance, op_type: str, rid: str | None, **kwargs: Any) -> Response:
+        op = self.state.new_operation(
+            inst.project,
+            inst.zone,
+            op_type,
+            target_link=instance_link(inst.project, inst.zone, inst.name),
+            target_id=inst.id,
+            request_id=rid,
+            **kwargs,
+        )
+        return op_response(op, self.state)
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, request: Request) -> Response:
+        return Response(200, render_instance(self._live(request), self.state.now()))
+
+    def list_instances(self, request: Request) -> Response:
+        project, zone = zone_of(self.state, request)
+        now = self.state.now()
+        items = [render_instance(i, now) for i in self.state.instances_in(project, zone)]
+        return list_response(
+            request, "compute#instanceList", f"projects/{project}/zones/{zone}/instances", items
+        )
+
+    def serial_port(self, request: Request) -> Response:
+        """Console output: ``start`` is a byte offset (negative counts from the
+        end), clamped to the oldest retained byte; ``next`` is where to resume."""
+        inst = self._live(request)
+        try:
+            port = int(request.arg("port") or 1)
+            start = int(request.arg("start") or 0)
+        except ValueError:
+            raise invalid("start", request.arg("start"), "Must be an integer.") from None
+        if not 1 <= port <= 4:
+            raise invalid("port", port, "Must be between 1 and 4.")
+        now = self.state.now()
+        data = "".join(t for at, t in inst.serial if at <= now).encode() if port == 1 else b""
+        oldest = max(0, len(data) - SERIAL_BUFFER)
+        if start < 0:
+            start = max(oldest, len(data) + start)
+        start = min(max(start, oldest), len(data))
+        return Response(
+            200,
+            {
+                "kind": "compute#serialPortOutput",
+                "contents": data[start:].decode("utf-8", "replace"),
+                "start": str(start),
+                "next": str(len(data)),
+                "selfLink": f"{instance_link(inst.project, inst.zone, inst.name)}/serialPort",
+            },
+        )
+
+    # ----------------------------------------------------------------- insert
+
+    def insert(self, request: Request) -> Response:
+        project, zone = zone_of(self.state, request)
+        rid, answer = replay(self.state, request)
+        if answer is not None:
+            return answer
+        body = body_of(request)
+        name = check_name("resource.name", body.get("name"))
+        if self.state.instance(project, zone, name) is not None:
+            raise already_exists(self._path(project, zone, name))
+        plan = plan_instance(self.state, project, zone, name, body)
+        failure = plan.failure or self._capacity_failure(
+            project, zone, plan.machine_type.guest_cpus
+        )
+        inst = commit(self.state, plan, failure=failure)
+        done = inst.timeline.ends_at()
+        return self._op(inst, "insert", rid, done_at=done, error=failure)
+
+    def bulk_insert(self, request: Request) -> Response:
+        """bulkInsert validates capacity and quota up front: 403 quotaExceeded or
+        503 insufficientCapacity instead of an operation
+        (https://cloud.google.com/compute/docs/troubleshooting/troubleshooting-bulk-vm-creation)."""
+        project, zone = zone_of(self.state, request)
+        rid, answer = replay(self.state, request)
+        if answer is not None:
+            return answer
+        body = body_of(request)
+        if body.get("sourceInstanceTemplate"):
+            raise invalid(
+                "resource.sourceInstanceTemplate",
+                body["sourceInstanceTemplate"],
+                "The fake does not serve instance templates.",
+            )
+        props = body.get("instanceProperties")
+        if not isinstance(props, dict):
+            raise invalid(
+                "resource.instanceProperties",
+                "",
+                "Required when sourceInstanceTemplate is not set.",
+            )
+        count = int(body.get("count") or 0)
+        if count < 1:
+            raise invalid("resource.count", count, "Must be greater than or equal to 1.")
+        min_count = int(body.get("minCount") or count)
+        if not 1 <= min_count <= count:
+            raise invalid("resource.minCount", min_count, "Must be between 1 and count.")
+        names = self._bulk_names(project, zone, body, count)
+        existing = [n for n in names if self.state.instance(project, zone, n) is not None]
+        if existing and self.bulk_existing == "conflict":
+            raise already_exists(self._path(project, zone, existing[0]))
+        wanted = [n for n in names if n not in existing]
+        machine = str(props.get("machineType") or "")
+        internal_error = "/" in machine
+        instance_body = dict(props)
+        # InstanceProperties.machineType takes a bare name; a URL "will result in an
+        # INTERNAL_ERROR" (InstanceProperties.machine_type in compute_v1/types/compute.py).
+        instance_body["machineType"] = f"zones/{zone}/machineTypes/{machine.rsplit('/', 1)[-1]}"
+        for i, disk in enumerate(instance_body.get("disks") or []):
+            if (disk.get("initializeParams") or {}).get("sourceSnapshot"):
+                raise invalid(
+                    f"resource.instanceProperties.disks[{i}].initializeParams.sourceSnapshot",
+                    disk["initializeParams"]["sourceSnapshot"],
+                    "Boot disks from snapshots are not supported when creating VMs in bulk.",
+                )
+        plans = [
+            plan_instance(
+                self.state, project, zone, n, instance_body, "resource.instanceProperties"
+            )
+            for n in wanted
+        ]
+        if plans and not internal_error:
+            wanted_count = self._bulk_capacity(
+                project,
+                zone,
+                plans[0].machine_type.guest_cpus,
+                len(plans),
+                min_count - len(existing),
+            )
+            plans = plans[:wanted_count]
+        failure = next((p.failure for p in plans if p.failure is not None), None)
+        if internal_error:
+            failure = OpError(
+                "INTERNAL_ERROR",
+                "Internal error. Please try again or contact Google Support.",
+                500,
+                "INTERNAL SERVER ERROR",
+            )
+        now = self.state.now()
+        done = now + self.state.transition_delay
+        if failure is None:
+            for plan in plans:
+                done = max(done, commit(self.state, plan, failure=None).timeline.ends_at())
+        op = self.state.new_operation(
+            project,
+            zone,
+            "bulkInsert",
+            target_link=None,
+            target_id=None,
+            done_at=done,
+            error=failure,
+            request_id=rid,
+        )
+        op.bulk = {"target": count, "created": 0 if failure else len(plans)}
+        return op_response(op, self.state)
+
+    def _bulk_names(self, project: str, zone: str, body: dict[str, Any], count: int) -> list[str]:
+        per_instance = body.get("perInstanceProperties") or {}
+        if per_instance:
+            names = []
+            for key, props in per_instance.items():
+                names.append(check_name("resource.perInstanceProperties.key", key))
+                if isinstance(props, dict) and props.get("name") not in (None, key):
+                    raise invalid(
+                        "resource.perInstanceProperties.name",
+                        props["name"],
+                        "Must equal the map key.",
+                    )
+            # a proto map has no order on the wire; creating in name order keeps
+            # partial (minCount) results reproducible
+            names.sort()
+            if len(names) != count:
+                raise invalid(
+                    "resource.count", count, "Must equal the number of perInstanceProperties."
+                )
+            return names
+        pattern = str(body.get("namePattern") or "")
+        runs = re.findall(r"#+", pattern)
+        if not pattern:
+            raise invalid(
+                "resource.namePattern",
+                "",
+                "Either namePattern or perInstanceProperties must be set.",
+            )
+        if len(runs) != 1 or len(runs[0]) > 18:
+            raise invalid(
+                "resource.namePattern",
+                pattern,
+                "Must contain one continuous sequence of at most 18 '#' characters.",
+            )
+        width = len(runs[0])
+        head, tail = pattern.split(runs[0])
+        taken = re.compile(f"^{re.escape(head)}(\\d{{{width}}}){re.escape(tail)}$")
+        highest = max(
+            (
+                int(m.group(1))
+                for i in self.state.instances_in(project, zone)
+                if (m := taken.match(i.name))
+            ),
+            default=0,
+        )
+        return [f"{head}{n:0{width}d}{tail}" for n in range(highest + 1, highest + 1 + count)]
+
+    def _bulk_capacity(self, project: str, zone: str, cpus: int, wanted: int, minimum: int) -> int:
+        if self.state.is_exhausted(zone):
+            raise HttpError(503, exhausted_message(project, zone), reason="insufficientCapacity")
+        region = zone.rsplit("-", 1)[0]
+        limit = self.state.cpu_limit(region)
+        if limit is None:
+            return wanted
+        fits = max(0, (limit - self.state.cpu_usage(project, region)) // cpus)
+        if fits < minimum:
+            raise HttpError(
+                403, quota_message(limit, region), reason="quotaExceeded", domain="usageLimits"
+            )
+        return min(wanted, fits)
+
+    # -------------------------------------------------------------- lifecycle
+
+    def delete(self, request: Request) -> Response:
+        rid, answer = replay(self.state, request)
+        if answer is not None:
+            return answer
+        inst = self._live(request)
+        if inst.extra.get("deletionProtection"):
+            raise HttpError(
+                400,
+                "Invalid resource usage: 'Resource cannot be deleted if it's "
+                "protected against deletion.'.",
+                reason="resourceInUseByAnotherResource",
+            )
+        now = self.state.now()
+        if inst.timeline.steps[-1][1] != GONE:
+            end = now + self.state.transition_delay
+            if inst.timeline.at(now) == "TERMINATED":
+                inst.timeline.then(now, (end, GONE))
+            else:
+                inst.timeline.then(now, (now, "STOPPING"), (end, GONE))
+                inst.last_stop = end
+            for attached in inst.disks:
+                disk = self.state.disk(inst.project, inst.zone, attached.disk)
+                if attached.auto_delete and disk is not None:
+                    disk.timeline.then(now, (end, GONE))
+        return self._op(inst, "delete", rid, done_at=inst.timeline.ends_at())
+
+    def stop(self, request: Request) -> Response:
+        rid, answer = replay(self.state, request)
+        if answer is not None:
+            return answer
+        inst = self._live(request)
+        now = self.state.now()
+        final = inst.timeline.steps[-1][1]
+        if final == GONE:
+            raise not_ready(self._path(inst.project, inst.zone, inst.name))
+        if final != "TERMINATED":
+            end = now + self.state.transition_delay
+            inst.timeline.then(now, (now, "STOPPING"), (end, "TERMINATED"))
+            inst.last_stop = end
+            inst.serial.append(
+                (now, "\r\n[  OK  ] Reached target System Power Off.\r\nreboot: Power down\r\n")
+            )
+        return self._op(inst, "stop", rid, done_at=inst.timeline.ends_at())
+
+    def start(self, request: Request) -> Response:
+        rid, answer = replay(self.state, request)
+        if answer is not None:
+            return answer
+        inst = self._live(request)
+        now = self.state.now()
+        status, final = inst.timeline.at(now), inst.timeline.steps[-1][1]
+        if final == GONE or status == "STOPPING":
+            raise not_ready(self._path(inst.project, inst.zone, inst.name))
+        if status != "TERMINATED":
+            return self._op(inst, "start", rid)
+        failure = self._capacity_failure(inst.project, inst.zone, inst.machine_type.guest_cpus)
+        if failure is not None:
+            return self._op(inst, "start", rid, error=failure)
+        end = now + self.state.transition_delay
+        inst.timeline.then(now, (now, "STAGING"), (end, "RUNNING"))
+        inst.last_start = end
+        for nic in inst.nics:
+            if nic.access is not None:
+                nic.nat_ip = self.state.next_nat_ip()
+        boot_log(inst, now, self.state.transition_delay)
+        return self._op(inst, "start", rid, done_at=end)
+
+    def reset(self, request: Request) -> Response:
+        rid, answer = replay(self.state, request)
+        if answer is not None:
+            return answer
+        inst = self._live(request)
+        now = self.state.now()
+        if inst.timeline.at(now) != "RUNNING" or inst.timeline.steps[-1][1] != "RUNNING":
+            raise not_ready(self._path(inst.project, inst.zone, inst.name))
+        inst.serial.append((now, "\r\nreboot: Restarting system\r\n"))
+        boot_log(inst, now, self.state.transition_delay)
+        inst.last_start = now
+        return self._op(inst, "reset", rid)
+
+    def set_labels(self, request: Request) -> Response:
+        """setLabels needs the current labelFingerprint: a stale or missing one answers
+        412 conditionNotMet (googleapis/google-cloud-go#7802, skypilot-org/skypilot#4571)."""
+        rid, answer = replay(self.state, request)
+        if answer is not None:
+            return answer
+        inst = self._live(request)
+        body = body_of(request)
+        if body.get("labelFingerprint") != fingerprint(inst.labels):
+            raise HttpError(
+                412,
+                "Labels fingerprint either invalid or resource labels have changed",
+                reason="conditionNotMet",
+                location="If-Match",
+                location_type="header",
+            )
+        inst.labels = check_labels("labels", body.get("labels"))
+        return self._op(inst, "setLabels", rid)
