@@ -66,6 +66,10 @@ def test_the_design_example_validates() -> None:
         ({"args": ["-v"]}, "args", "needs an image"),
         ({"image": "nginx latest"}, "image", "without spaces"),
         ({"spot": "yes"}, "spot", "valid boolean"),
+        ({"image": "x", "args": ["ok", "a\0b"]}, "args.1", "NUL"),
+        ({"image": "x", "command": ["\ud800"]}, "command.0", "surrogate"),
+        ({"env": {"A": "x\0"}}, "env.A", "NUL"),
+        ({"user_data": "#!/bin/sh\n\udc80"}, "user_data", "surrogate"),
     ],
 )
 def test_bad_input_names_the_field(fields: dict[str, object], field: str, words: str) -> None:

@@ -16,6 +16,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -116,6 +117,23 @@ _SIZE_SCHEMA = {
 Size = Annotated[int, BeforeValidator(parse_size), WithJsonSchema(_SIZE_SCHEMA)]
 
 
+def _process_text(value: str) -> str:
+    # Arguments and environment reach a process through execve(2), as C
+    # strings of bytes: a NUL would cut the value short, and a lone surrogate
+    # has no UTF-8 encoding at all. Refuse both rather than alter the value.
+    if "\0" in value:
+        raise ValueError("cannot contain a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("is not valid Unicode text (lone surrogate)") from exc
+    return value
+
+
+#: Text that reaches a process (argv, environment, user data) unchanged.
+ProcessText = Annotated[str, AfterValidator(_process_text)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -189,14 +207,14 @@ class Workload(_Model):
 
     name: str = Field(min_length=1, max_length=40, description="RFC 1123 label")
     image: str | None = Field(default=None, description="container image; None = plain VM")
-    command: list[str] | None = None
-    args: list[str] | None = None
-    env: Annotated[dict[str, str], BeforeValidator(_env)] = Field(default_factory=dict)
+    command: list[ProcessText] | None = None
+    args: list[ProcessText] | None = None
+    env: Annotated[dict[str, ProcessText], BeforeValidator(_env)] = Field(default_factory=dict)
     ports: Annotated[list[Port], BeforeValidator(_ports)] = Field(default_factory=list)
     resources: Resources = Field(default_factory=Resources)
     replicas: int = Field(default=1, ge=0, le=1000)
     os_image: str = Field(default="ubuntu-22.04", min_length=1)
-    user_data: str | None = None
+    user_data: ProcessText | None = None
     ssh_public_key: str | None = None
     spot: bool = False
     isolation: Literal["container", "sandbox", "vm"] = "container"
