@@ -12,6 +12,7 @@ import logging
 import re
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 # when the group is created by the deploy itself; the body then carries this
 # marker and _create swaps in the id (the only field a plan may not show).
 GROUP_ID_PENDING = "resolve:security-group/"
+# CreateTags calls in flight at once when tagging a batch.
+TAG_WORKERS = 16
 # Candidates per DescribeInstanceTypeOfferings filter (EC2 caps filter values).
 OFFERING_CHUNK = 100
 # "User data is limited to 16 KB" (before base64), RunInstances API reference:
@@ -336,23 +339,29 @@ class AwsProvider(Provider):
                     provider=self.name,
                     operation="ec2:RunInstances",
                 )
-            machines = []
-            for instance, replica in zip(instances, request.replicas, strict=True):
-                per_instance = tr.replica_tags(workload.name, replica)
-                self._call(
-                    "ec2:CreateTags",
-                    self._ec2.create_tags,
-                    Resources=[instance["InstanceId"]],
-                    Tags=per_instance,
-                )
-                tags = {**tr.tags_of(instance), **ownership_labels(workload, replica)}
-                tags.update({t["Key"]: t["Value"] for t in per_instance})
-                machines.append(tr.to_machine({**instance, "Tags": tr.tag_list(tags)}))
+            pairs = list(zip(instances, request.replicas, strict=True))
+            # Each instance needs its own tags, so one CreateTags per instance;
+            # they are independent, so they go out together (boto3 clients are
+            # thread-safe).
+            with ThreadPoolExecutor(max_workers=min(TAG_WORKERS, len(pairs))) as pool:
+                machines = list(pool.map(lambda pair: self._tag_replica(workload, *pair), pairs))
         except BaseException:
             # Untagged instances would be orphans no listing finds by replica.
             self._terminate_quietly([str(i["InstanceId"]) for i in instances])
             raise
         return machines
+
+    def _tag_replica(self, workload: Workload, instance: dict[str, Any], replica: int) -> Machine:
+        per_instance = tr.replica_tags(workload.name, replica)
+        self._call(
+            "ec2:CreateTags",
+            self._ec2.create_tags,
+            Resources=[instance["InstanceId"]],
+            Tags=per_instance,
+        )
+        tags = {**tr.tags_of(instance), **ownership_labels(workload, replica)}
+        tags.update({t["Key"]: t["Value"] for t in per_instance})
+        return tr.to_machine({**instance, "Tags": tr.tag_list(tags)})
 
     def _release_unused_shared(self, workload: str) -> None:
         # A first deploy refused outright (quota, capacity...) would otherwise
