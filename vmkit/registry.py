@@ -15,7 +15,7 @@ from typing import Any
 from vmkit.errors import ConfigError
 from vmkit.provider import Provider
 
-__all__ = ["ENTRY_POINT_GROUP", "available", "connect", "load", "register"]
+__all__ = ["ENTRY_POINT_GROUP", "accepted_options", "available", "connect", "load", "register"]
 
 ENTRY_POINT_GROUP = "vmkit.providers"
 _registered: dict[str, type[Provider]] = {}
@@ -77,14 +77,20 @@ def connect(name: str, **config: Any) -> Provider:
     listing the accepted ones. No API call is made.
     """
     cls = load(name)
-    signature = inspect.signature(cls.__init__)
-    accepts_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
-    if not accepts_any:
-        accepted = [p for p in signature.parameters if p != "self"]
-        unknown = sorted(set(config) - set(accepted))
+    accepted = accepted_options(cls)
+    if accepted is not None:
+        unknown = sorted(set(config) - accepted)
         if unknown:
             raise ConfigError(
                 f"{name}: unknown option(s) {', '.join(unknown)}; "
                 f"accepted: {', '.join(sorted(accepted))}"
             )
     return cls(**config)
+
+
+def accepted_options(cls: type[Provider]) -> set[str] | None:
+    """The keyword options ``cls`` takes in connect(); None when it takes any."""
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters if p.name != "self"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import sys
 import traceback
@@ -38,7 +37,7 @@ from vmkit.errors import (
 )
 from vmkit.machine import Machine
 from vmkit.provider import Provider
-from vmkit.registry import available, connect, load
+from vmkit.registry import accepted_options, available, connect, load
 from vmkit.spec import Workload
 
 __all__ = ["EXIT_CODES", "cli", "exit_code", "main"]
@@ -116,7 +115,7 @@ class _Target:
         option names, then ``-c`` pairs (which win)."""
         options: dict[str, Any] = {}
         if self.shorthands:
-            accepted = _accepted_options(load(self.name))
+            accepted = accepted_options(load(self.name))
             for shorthand, value in self.shorthands.items():
                 options[_option_name(self.name, shorthand, accepted)] = value
         options.update(self.config)
@@ -124,14 +123,6 @@ class _Target:
 
     def connect(self) -> Provider:
         return connect(self.name, **self.options())
-
-
-def _accepted_options(cls: type[Provider]) -> set[str] | None:
-    """The keyword options ``cls`` takes; None when it takes any."""
-    parameters = inspect.signature(cls.__init__).parameters.values()
-    if any(p.kind is p.VAR_KEYWORD for p in parameters):
-        return None
-    return {p.name for p in parameters if p.name != "self"}
 
 
 def _option_name(provider: str, shorthand: str, accepted: set[str] | None) -> str:
