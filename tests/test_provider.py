@@ -136,6 +136,31 @@ def test_a_failed_machine_fails_the_wait_at_once() -> None:
         provider._wait_for("web", [m], {MachineState.RUNNING}, deadline=1e18)
 
 
+def test_a_machine_deleted_while_starting_fails_the_wait_at_once() -> None:
+    provider = MemoryProvider(timeout=60)
+    workload = vmkit.Workload(name="web", image="nginx", replicas=2)
+    provider.deploy(workload, wait=False)
+    for record in provider.machines.values():
+        record["state"] = MachineState.PENDING
+    victim = provider.list("web")[1]
+
+    def delete_on_first_round(machines: object) -> None:
+        provider.machines.pop(victim.id, None)
+
+    with pytest.raises(vmkit.ProviderError, match="deleted while starting: web-1"):
+        provider.deploy(workload, progress=delete_on_first_round)
+
+
+def test_progress_sees_every_round_in_replica_order() -> None:
+    provider = MemoryProvider()
+    rounds: list[list[str]] = []
+    provider.deploy(
+        vmkit.Workload(name="web", image="nginx", replicas=3),
+        progress=lambda ms: rounds.append([m.name for m in ms]),
+    )
+    assert rounds == [["web-0", "web-1", "web-2"]]
+
+
 def test_machine_methods_act_through_their_provider() -> None:
     provider = MemoryProvider()
     (m,) = provider.deploy(vmkit.Workload(name="web", image="nginx"))

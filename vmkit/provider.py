@@ -511,16 +511,27 @@ class Provider(abc.ABC):
         """Poll with one listing per round until every machine is in a target state.
 
         Returns the latest records in the order given. A machine not listed
-        yet (eventual consistency) counts as pending. One that fails, or is
-        deleted while it should come up, raises ProviderError at once naming
-        it and the cloud's reason; the deadline raises DeployTimeout naming
-        those still pending.
+        yet (eventual consistency) counts as pending. One that fails, is
+        deleted, or vanishes from the listing after it was seen, while it
+        should come up, raises ProviderError at once naming it and the
+        cloud's reason; the deadline raises DeployTimeout naming those still
+        pending.
         """
         if not machines:
             return []
         latest = {m.id: m for m in machines}
+        seen: set[str] = set()
         while True:
             listed = {m.id: m for m in self._list(workload) if m.id in latest}
+            vanished = [latest[i] for i in seen - listed.keys()]
+            if vanished and not targets & GONE:
+                names = ", ".join(m.name for m in vanished)
+                raise ProviderError(
+                    f"{workload}: deleted while starting: {names}",
+                    provider=self.name,
+                    operation="wait",
+                )
+            seen.update(listed)
             latest.update(listed)
             current = builtins.list(latest.values())
             if progress is not None:
