@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 STAMP = VENV / "vmkit-install.json"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
-DEMO_EXTRAS = ("aws", "testing")
+DEMO_EXTRAS = ("all", "testing")
 TEST_EXTRAS = ("dev", "all")
 PYTEST_NO_TESTS = 5
 

@@ -52,6 +52,8 @@ class MemoryProvider(Provider):
     def _validate(self, workload: Workload) -> None:
         if workload.resources.gpu:
             raise SpecError("resources.gpu", "the memory provider has no GPU machines")
+        if workload.resources.cpu > 64:
+            raise SpecError("resources.cpu", "the memory provider's machines have 64 vCPUs at most")
 
     def _machine(self, record: dict[str, Any]) -> Machine:
         tags = record["tags"]

@@ -147,7 +147,9 @@ def cloud() -> Cloud:
 
 
 def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
-    return CliRunner().invoke(cli, list(args), input=input, env=env, catch_exceptions=False)
+    # As in a pipe or a CI log: no COLUMNS (pytest-xdist workers may set one).
+    environment: dict[str, str | None] = {"COLUMNS": None, **(env or {})}
+    return CliRunner().invoke(cli, list(args), input=input, env=environment, catch_exceptions=False)
 
 
 def ok(*args: str) -> Result:
@@ -642,15 +644,26 @@ def test_providers_reports_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> N
     assert "no AWS credentials" in aws["credentials"]
 
 
-def test_demo_runs_end_to_end_on_simulated_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_runs_end_to_end_on_every_simulated_cloud(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     result = ok("demo")
-    rows = [line.split() for line in result.stdout.splitlines() if line.startswith("aws (moto) ")]
-    assert [(r[5], r[8]) for r in rows] == [(f"web-{i}", "running") for i in range(3)]
-    assert "stopped web-0" in result.stdout
-    assert "snapshot web-demo (ami-" in result.stdout
-    assert "removed 3 machine(s)" in result.stdout
-    assert result.stdout.rstrip().endswith("nothing left of web on aws (moto)")
+    out = result.stdout
+    for label, kind in [
+        ("aws (moto)", "vm"),
+        ("gcp (fake)", "vm"),
+        ("azure (fake)", "vm"),
+        ("kubernetes (fake)", "container"),
+    ]:
+        rows = [line.split() for line in out.splitlines() if line.startswith(f"{label} ")]
+        fleet = [r for r in rows if len(r) > 8 and r[len(label.split())] == label.split()[0]]
+        names = [next(t for t in r if t.startswith("web-")) for r in fleet]
+        assert names == [f"web-{i}" for i in range(3)], label
+        assert all(kind in r and "running" in r for r in fleet), label
+        assert f"nothing left of web on {label}" in out
+    assert "stopped web-0" in out
+    assert "snapshot web-demo (ami-" in out
+    assert "kubernetes cannot stop machines: skipped" in out
+    assert out.count("removed 3 machine(s)") == 4
 
 
 def test_the_python_example_runs(capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Sequence
 
 import pytest
 from memory_provider import MemoryProvider
 
 import vmkit
 from vmkit.machine import Machine, MachineState
-from vmkit.provider import converge
+from vmkit.provider import CreateRequest, converge
 from vmkit.retry import RetryPolicy
 
 
@@ -192,3 +194,45 @@ def test_api_call_counts_are_thread_safe() -> None:
     for t in threads:
         t.join()
     assert provider.api_calls["memory:Noop"] == 800
+
+
+class PerReplicaProvider(MemoryProvider):
+    """One create request per replica, sent concurrently, as Kubernetes and Azure do."""
+
+    def __init__(self, **options: object) -> None:
+        super().__init__(**options)
+        self.create_concurrency = 4
+        self.failing: set[int] = set()
+        self.threads: set[str] = set()
+
+    def _build_requests(
+        self, workload: vmkit.Workload, replicas: Sequence[int]
+    ) -> list[CreateRequest]:
+        build = super()._build_requests
+        return [request for i in replicas for request in build(workload, [i])]
+
+    def _create(self, workload: vmkit.Workload, request: CreateRequest) -> list[Machine]:
+        self.threads.add(threading.current_thread().name)
+        time.sleep(0.02)  # a request's round trip: the pool has time to fan out
+        if request.replicas[0] in self.failing:
+            raise vmkit.QuotaExceeded(f"no room for replica {request.replicas[0]}")
+        return super()._create(workload, request)
+
+
+def test_per_replica_creates_run_concurrently() -> None:
+    provider = PerReplicaProvider()
+    machines = provider.deploy(vmkit.Workload(name="web", image="nginx", replicas=8))
+    assert [m.replica for m in machines] == list(range(8))
+    assert len(provider.threads) > 1
+
+
+def test_a_failed_create_leaves_the_others_and_raises_its_error() -> None:
+    provider = PerReplicaProvider()
+    provider.failing = {2}
+    with pytest.raises(vmkit.QuotaExceeded, match="replica 2"):
+        provider.deploy(vmkit.Workload(name="web", image="nginx", replicas=4))
+    assert sorted(m.replica for m in provider.list("web")) == [0, 1, 3]
+    provider.failing = set()
+    assert [
+        m.replica for m in provider.deploy(vmkit.Workload(name="web", image="nginx", replicas=4))
+    ] == [0, 1, 2, 3]

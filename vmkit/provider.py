@@ -28,6 +28,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -211,6 +212,9 @@ class Provider(abc.ABC):
         timeout: float = 900.0,
     ) -> None:
         self.retry_policy = RetryPolicy(attempts=retry_attempts, timeout=retry_timeout)
+        #: Create requests of one plan sent at once (1: one after another).
+        #: Backends whose requests are independent raise it.
+        self.create_concurrency = 1
         self.poll_interval = poll_interval
         self.timeout = timeout
         #: API requests sent, by operation, retries included.
@@ -281,8 +285,7 @@ class Provider(abc.ABC):
             # Every deploy, not only those that create: it also puts back
             # shared resources (firewall rules...) that drifted from the spec.
             self._ensure_shared(workload)
-        for request in plan.requests:
-            created.extend(self._create(workload, request))
+        created.extend(self._create_all(workload, plan.requests))
         kept = [a.machine for a in plan.of("keep") if a.machine is not None]
         machines = sorted(kept + created, key=_by_replica)
         if wait:
@@ -424,6 +427,26 @@ class Provider(abc.ABC):
         """Send one create request (retried with the same key). On failure,
         delete what it made before raising."""
 
+    def _create_all(
+        self, workload: Workload, requests: Sequence[CreateRequest]
+    ) -> builtins.list[Machine]:
+        """Send every create request of a plan, ``create_concurrency`` at a time.
+
+        When one fails, the others are still awaited (each cleans up its own
+        failure, and the replicas that did come up stay), then the first
+        error is raised.
+        """
+        if len(requests) <= 1 or self.create_concurrency <= 1:
+            return [m for request in requests for m in self._create(workload, request)]
+        workers = min(self.create_concurrency, len(requests))
+        with ThreadPoolExecutor(workers, thread_name_prefix=f"vmkit-{self.name}-create") as pool:
+            futures = [pool.submit(self._create, workload, request) for request in requests]
+        for future in futures:
+            error = future.exception()
+            if error is not None:
+                raise error
+        return [m for future in futures for m in future.result()]
+
     @abc.abstractmethod
     def _delete(self, machines: Sequence[Machine]) -> None:
         """Start deleting ``machines`` (and what each alone owns)."""
@@ -442,7 +465,9 @@ class Provider(abc.ABC):
     def _stop(self, machine: Machine) -> None:
         raise Unsupported(f"{self.name} cannot stop machines", provider=self.name)
 
-    def _reboot(self, machine: Machine) -> None:
+    def _reboot(self, machine: Machine) -> Machine | None:
+        """Reboot; return the new record when the backend had to make a new
+        machine in its place (its id changed), else None."""
         raise Unsupported(f"{self.name} cannot reboot machines", provider=self.name)
 
     def _snapshot(self, machine: Machine, name: str) -> Snapshot:
@@ -490,9 +515,12 @@ class Provider(abc.ABC):
     ) -> Machine:
         self._require(operation)
         machine = self.get(machine_id)
-        getattr(self, f"_{operation}")(machine)
+        replacement = getattr(self, f"_{operation}")(machine)
+        if isinstance(replacement, Machine):
+            # The backend made a new machine in its place (a recreated pod).
+            machine = replacement
         if not wait:
-            return self.get(machine_id)
+            return self.get(machine.id)
         deadline = time.monotonic() + self.timeout
         (done,) = self._wait_for(machine.workload, [machine], {target}, deadline)
         return done.bind(self)

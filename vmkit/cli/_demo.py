@@ -29,7 +29,7 @@ from vmkit.spec import Workload
 
 __all__ = ["DemoTarget", "demo_targets", "run_demo"]
 
-_TESTING_HINT = 'the demo needs the simulators: pip install "vmkit[aws,testing]"'
+_TESTING_HINT = 'the demo needs the simulators: pip install "vmkit[all,testing]"'
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,16 @@ class DemoTarget:
 def demo_targets() -> list[DemoTarget]:
     """The simulated clouds of the demo, in the order they are shown."""
     try:
-        from vmkit.testing.sim import simulated_aws
+        from vmkit.testing.sim import SIMULATORS
     except ImportError as exc:
         raise ConfigError(f"{_TESTING_HINT} ({exc})") from exc
-    return [DemoTarget("aws (moto)", "aws", simulated_aws)]
+    labels = {
+        "aws": "aws (moto)",
+        "gcp": "gcp (fake)",
+        "azure": "azure (fake)",
+        "kubernetes": "kubernetes (fake)",
+    }
+    return [DemoTarget(labels[name], name, SIMULATORS[name]) for name in labels]
 
 
 def _enter(stack: ExitStack, target: DemoTarget) -> dict[str, Any]:

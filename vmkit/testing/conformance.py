@@ -176,10 +176,10 @@ class ProviderConformance:
         with pytest.raises(SpecError):
             provider.deploy({"name": "not-a-workload"})  # type: ignore[arg-type]
         if provider.kind == "vm":
-            # No cloud has a machine type with 16 GPUs.
+            # No cloud sells a machine with 1024 vCPUs: refused from the catalog.
             with pytest.raises(SpecError) as info:
-                provider.deploy(make("gpu", replicas=1, resources={"gpu": 16}))
-            assert info.value.field == "resources.gpu"
+                provider.deploy(make("huge", replicas=1, resources={"cpu": 1024}))
+            assert info.value.field == "resources.cpu"
         assert sum(provider.api_calls.values()) == before
 
     # ---------------------------------------------------------------- lifecycle

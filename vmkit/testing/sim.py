@@ -18,12 +18,21 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["AWS_SIM_ENVIRONMENT", "seed_aws_images", "simulated_aws", "simulated_clouds"]
+__all__ = [
+    "AWS_SIM_ENVIRONMENT",
+    "SIMULATORS",
+    "seed_aws_images",
+    "simulated_aws",
+    "simulated_azure",
+    "simulated_clouds",
+    "simulated_gcp",
+    "simulated_kubernetes",
+]
 
 #: The environment a simulated AWS runs under (restored afterwards). Fake
 #: credentials, and no profile, config file or endpoint of the developer's
@@ -175,8 +184,41 @@ def _pick_image(ec2_client: Any, arch: str, publisher: str | None) -> str:
     raise RuntimeError(f"moto has no Linux image for {arch} to seed with")
 
 
+def simulated_gcp(**options: Any) -> AbstractContextManager[dict[str, Any]]:
+    """A Compute Engine fake on 127.0.0.1 (see vmkit.testing.fakes.gce.sim)."""
+    from vmkit.testing.fakes.gce.sim import simulated_gcp as simulate
+
+    return simulate(**options)
+
+
+def simulated_azure(**options: Any) -> AbstractContextManager[dict[str, Any]]:
+    """An Azure Resource Manager fake on 127.0.0.1 (see vmkit.testing.fakes.azure.sim)."""
+    from vmkit.testing.fakes.azure.sim import simulated_azure as simulate
+
+    return simulate(**options)
+
+
+def simulated_kubernetes(**options: Any) -> AbstractContextManager[dict[str, Any]]:
+    """A Kubernetes API server fake on 127.0.0.1 (see vmkit.testing.fakes.kubernetes.sim)."""
+    from vmkit.testing.fakes.kubernetes.sim import simulated_kubernetes as simulate
+
+    return simulate(**options)
+
+
+#: Each simulated cloud by the provider name it is connected with.
+SIMULATORS: Mapping[str, Callable[..., AbstractContextManager[dict[str, Any]]]] = {
+    "aws": simulated_aws,
+    "gcp": simulated_gcp,
+    "azure": simulated_azure,
+    "kubernetes": simulated_kubernetes,
+}
+
+
 @contextmanager
 def simulated_clouds() -> Iterator[dict[str, dict[str, Any]]]:
-    """Every simulated cloud at once: ``{"aws": config, ...}``."""
+    """Every simulated cloud at once: ``{"aws": config, "gcp": config, ...}``.
+
+    Each cloud's SDK must be installed (``pip install "vmkit[all,testing]"``).
+    """
     with ExitStack() as stack:
-        yield {"aws": stack.enter_context(simulated_aws())}
+        yield {name: stack.enter_context(simulate()) for name, simulate in SIMULATORS.items()}

@@ -453,9 +453,22 @@ class ComputeApi(VmLifecycle):
         return Response(200, self._vm_json(vm, expand))
 
     def _vm_list_all(self, request: Request) -> Response:
-        return self.page(
-            request, [self.render(v) for v in self.store.of_type(VM, request.params["sub"])]
-        )
+        vms = self.store.of_type(VM, request.params["sub"])
+        if (request.arg("statusOnly") or "").lower() == "true":
+            # statusOnly=true answers the run-time status, not the model: tags and the
+            # profiles are left out (Azure/azure-sdk-for-go#18565,
+            # Azure/azure-rest-api-specs#42411).
+            return self.page(request, [self._vm_status_json(v) for v in vms])
+        return self.page(request, [self.render(v) for v in vms])
+
+    def _vm_status_json(self, vm: Resource) -> Json:
+        return {
+            "id": vm.id,
+            "name": vm.name,
+            "type": vm.provider_type,
+            "location": vm.location,
+            "properties": {"instanceView": self._instance_view(vm)},
+        }
 
     def _vm_instance_view(self, request: Request) -> Response:
         return Response(200, self._instance_view(self.lookup(request, VM)))

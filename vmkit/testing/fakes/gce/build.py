@@ -36,7 +36,15 @@ from vmkit.testing.fakes.gce.state import (
     Timeline,
 )
 
-__all__ = ["Plan", "boot_log", "check_labels", "check_name", "commit", "plan_instance"]
+__all__ = [
+    "Plan",
+    "boot_log",
+    "check_labels",
+    "check_name",
+    "commit",
+    "plan_instance",
+    "plan_new_disk",
+]
 
 DISK_TYPES = frozenset({"pd-standard", "pd-balanced", "pd-ssd", "pd-extreme", "hyperdisk-balanced"})
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -206,14 +214,14 @@ def _plan_disks(
             continue
         if not isinstance(params, dict):
             raise invalid(field_name, "", "A disk needs either source or initializeParams.")
-        plan = _plan_new_disk(state, project, zone, name, i, params, field_name, common)
+        plan = plan_new_disk(state, project, zone, name, i, params, field_name, common)
         if state.disk(project, zone, plan.name) is not None and failure is None:
             failure = conflict_error(f"projects/{project}/zones/{zone}/disks/{plan.name}")
         plans.append(plan)
     return plans, failure
 
 
-def _plan_new_disk(
+def plan_new_disk(
     state: GceState,
     project: str,
     zone: str,

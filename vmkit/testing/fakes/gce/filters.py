@@ -117,12 +117,15 @@ def _compare(value: Any, op: str, literal: str) -> bool:
     ]
 
 
-def _as_number(value: Any) -> float | None:
+def _as_number(value: Any) -> int | float | None:
+    # Integers stay exact: uint64 ids (19-20 digits) would collide as floats.
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str) and re.fullmatch(r"-?\d+(\.\d+)?", value):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"-?\d+", value):
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"-?\d+\.\d+", value):
         return float(value)
     return None
 

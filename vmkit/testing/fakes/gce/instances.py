@@ -25,9 +25,9 @@ from vmkit.testing.fakes.gce.errors import (
     quota_error,
     quota_message,
 )
-from vmkit.testing.fakes.gce.render import instance_link, render_instance
-from vmkit.testing.fakes.gce.shapes import fingerprint
-from vmkit.testing.fakes.gce.state import GONE, GceState, Instance, OpError
+from vmkit.testing.fakes.gce.render import disk_link, instance_link, render_instance
+from vmkit.testing.fakes.gce.shapes import RefError, fingerprint, parse_ref
+from vmkit.testing.fakes.gce.state import GONE, Attached, GceState, Instance, OpError
 
 __all__ = ["InstanceApi"]
 
@@ -384,3 +384,68 @@ class InstanceApi:
             )
         inst.labels = check_labels("labels", body.get("labels"))
         return self._op(inst, "setLabels", rid)
+
+    # ------------------------------------------------------------------ disks
+
+    def detach_disk(self, request: Request) -> Response:
+        """instances.detachDisk by ``deviceName``; a boot disk only while the
+        instance is stopped (https://cloud.google.com/compute/docs/disks/detach-reattach-boot-disk)."""
+        rid, answer = replay(self.state, request)
+        if answer is not None:
+            return answer
+        inst = self._live(request)
+        device = request.arg("deviceName") or ""
+        attached = next((a for a in inst.disks if a.device_name == device), None)
+        if attached is None:
+            raise invalid("deviceName", device, "No attached disk has this device name.")
+        if attached.boot and inst.timeline.at(self.state.now()) != "TERMINATED":
+            raise not_ready(self._path(inst.project, inst.zone, inst.name))
+        inst.disks.remove(attached)
+        return self._op(inst, "detachDisk", rid)
+
+    def attach_disk(self, request: Request) -> Response:
+        """instances.attachDisk of an existing disk (``source``); ``boot`` only
+        on a stopped instance without a boot disk; ``autoDelete`` as given."""
+        rid, answer = replay(self.state, request)
+        if answer is not None:
+            return answer
+        inst = self._live(request)
+        body = body_of(request)
+        source = str(body.get("source") or "")
+        try:
+            ref = parse_ref(source, "disks")
+        except RefError:
+            raise invalid("resource.source", source, "Must be a URL to a disk.") from None
+        disk = self.state.disk(ref.project or inst.project, ref.zone or inst.zone, ref.name)
+        if disk is None or (ref.zone or inst.zone) != inst.zone:
+            raise not_found(f"projects/{inst.project}/zones/{inst.zone}/disks/{ref.name}")
+        users = self.state.disk_users(disk)
+        if users:
+            raise HttpError(
+                400,
+                f"The disk resource '{disk_link(disk.project, disk.zone, disk.name)}' is already "
+                f"being used by '{instance_link(users[0].project, users[0].zone, users[0].name)}'",
+                reason="resourceInUseByAnotherResource",
+            )
+        boot = bool(body.get("boot"))
+        if boot and (
+            inst.timeline.at(self.state.now()) != "TERMINATED" or any(a.boot for a in inst.disks)
+        ):
+            raise not_ready(self._path(inst.project, inst.zone, inst.name))
+        index = 0 if boot else max((a.index for a in inst.disks), default=0) + 1
+        inst.disks.insert(
+            0 if boot else len(inst.disks),
+            Attached(
+                disk=disk.name,
+                boot=boot,
+                auto_delete=bool(body.get("autoDelete", False)),
+                device_name=str(body.get("deviceName") or disk.name),
+                mode=str(body.get("mode") or "READ_WRITE"),
+                interface=str(body.get("interface") or "SCSI"),
+                index=index,
+                size_gb=disk.size_gb,
+                architecture=disk.architecture,
+                licenses=list(disk.licenses),
+            ),
+        )
+        return self._op(inst, "attachDisk", rid)

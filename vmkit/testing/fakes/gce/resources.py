@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from vmkit.testing.fakes._http import HttpError, Request, Response
-from vmkit.testing.fakes.gce.build import check_labels, check_name
+from vmkit.testing.fakes.gce.build import check_labels, check_name, plan_new_disk
 from vmkit.testing.fakes.gce.common import body_of, list_response, op_response, replay, zone_of
 from vmkit.testing.fakes.gce.errors import already_exists, invalid, not_found
 from vmkit.testing.fakes.gce.render import (
@@ -25,7 +25,7 @@ from vmkit.testing.fakes.gce.render import (
     render_snapshot,
 )
 from vmkit.testing.fakes.gce.shapes import LINK_BASE, RefError, fingerprint, parse_ref
-from vmkit.testing.fakes.gce.state import GONE, Firewall, GceState, Snapshot, Timeline
+from vmkit.testing.fakes.gce.state import GONE, Disk, Firewall, GceState, Snapshot, Timeline
 
 __all__ = ["ResourceApi"]
 
@@ -85,6 +85,75 @@ class ResourceApi:
         return list_response(
             request, "compute#diskList", f"projects/{project}/zones/{zone}/disks", items
         )
+
+    def disk_insert(self, request: Request) -> Response:
+        """disks.insert from a snapshot (``sourceSnapshot``) or an image (the
+        ``sourceImage`` query parameter or field); an empty disk otherwise
+        (https://cloud.google.com/compute/docs/reference/rest/v1/disks/insert)."""
+        project, zone = zone_of(self.state, request)
+        rid, answer = replay(self.state, request)
+        if answer is not None:
+            return answer
+        body = body_of(request)
+        name = check_name("resource.name", body.get("name"))
+        if self.state.disk(project, zone, name) is not None:
+            raise already_exists(f"projects/{project}/zones/{zone}/disks/{name}")
+        image_ref = request.arg("sourceImage") or body.get("sourceImage")
+        params = {
+            "sourceSnapshot": body.get("sourceSnapshot"),
+            "sourceImage": image_ref,
+            "diskSizeGb": body.get("sizeGb"),
+            "diskType": body.get("type"),
+            "labels": body.get("labels"),
+        }
+        common = {
+            "boot": False,
+            "auto_delete": False,
+            "device_name": name,
+            "mode": "READ_WRITE",
+            "interface": "SCSI",
+            "index": 0,
+        }
+        plan = plan_new_disk(
+            self.state,
+            project,
+            zone,
+            name,
+            0,
+            {k: v for k, v in params.items() if v},
+            "resource",
+            common,
+        )
+        now = self.state.now()
+        ready = now + self.state.operation_delay
+        disk = Disk(
+            project=project,
+            zone=zone,
+            name=name,
+            id=self.state.new_id(),
+            created=now,
+            size_gb=plan.size_gb,
+            disk_type=plan.disk_type,
+            architecture=plan.architecture,
+            licenses=plan.licenses,
+            timeline=Timeline([(now, "CREATING"), (ready, "READY")]),
+            source_image=plan.source_image,
+            source_image_id=plan.source_image_id,
+            source_snapshot=plan.source_snapshot,
+            source_snapshot_id=plan.source_snapshot_id,
+            labels=plan.labels,
+        )
+        self.state.disks[(project, zone, name)] = disk
+        op = self.state.new_operation(
+            project,
+            zone,
+            "insert",
+            target_link=disk_link(project, zone, name),
+            target_id=disk.id,
+            done_at=ready,
+            request_id=rid,
+        )
+        return op_response(op, self.state)
 
     def disk_delete(self, request: Request) -> Response:
         rid, answer = replay(self.state, request)

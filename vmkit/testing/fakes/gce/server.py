@@ -121,6 +121,8 @@ class GceFake(FakeServer):
             ("POST", _I + r"/stop", "instances.stop", inst.stop),
             ("POST", _I + r"/reset", "instances.reset", inst.reset),
             ("POST", _I + r"/setLabels", "instances.setLabels", inst.set_labels),
+            ("POST", _I + r"/attachDisk", "instances.attachDisk", inst.attach_disk),
+            ("POST", _I + r"/detachDisk", "instances.detachDisk", inst.detach_disk),
             ("GET", _I + r"/serialPort", "instances.getSerialPortOutput", inst.serial_port),
             ("GET", _Z + r"/operations", "zoneOperations.list", self._zone_op_list),
             ("GET", _Z + r"/operations/(?P<operation>[^/]+)", "zoneOperations.get", self._op_get),
@@ -144,6 +146,7 @@ class GceFake(FakeServer):
                 self._op_delete,
             ),
             ("GET", _Z + r"/disks", "disks.list", res.disk_list),
+            ("POST", _Z + r"/disks", "disks.insert", res.disk_insert),
             ("GET", _Z + r"/disks/(?P<disk>[^/]+)", "disks.get", res.disk_get),
             ("DELETE", _Z + r"/disks/(?P<disk>[^/]+)", "disks.delete", res.disk_delete),
             (

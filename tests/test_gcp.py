@@ -1,0 +1,389 @@
+"""What is specific to the Compute Engine backend, against the HTTP fake."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("google.cloud.compute_v1")
+
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import compute_v1
+
+import vmkit
+from vmkit.errors import AuthError, QuotaExceeded
+from vmkit.providers.gcp import GcpProvider
+from vmkit.testing.fakes.gce import GceFake, make_clients
+from vmkit.testing.fakes.gce.sim import catalog_machine_types
+
+PROJECT = "vmkit-test"
+ZONE = "us-central1-a"
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ0ZXN0a2V5 me@laptop"
+
+
+def connect(fake: GceFake, **options: Any) -> GcpProvider:
+    provider = vmkit.connect(
+        "gcp",
+        project=PROJECT,
+        zone=ZONE,
+        endpoint=fake.url,
+        credentials=options.pop("credentials", AnonymousCredentials()),  # type: ignore[no-untyped-call]
+        poll_interval=0.01,
+        retry_timeout=10,
+        **options,
+    )
+    assert isinstance(provider, GcpProvider)
+    return provider
+
+
+@pytest.fixture
+def fake() -> Iterator[GceFake]:
+    with GceFake(
+        operation_delay=0.01, transition_delay=0.02, machine_types=catalog_machine_types()
+    ) as server:
+        assert isinstance(server, GceFake)
+        yield server
+
+
+@pytest.fixture
+def gcp(fake: GceFake) -> GcpProvider:
+    return connect(fake)
+
+
+def web(name: str = "web", replicas: int = 3, **fields: Any) -> vmkit.Workload:
+    fields.setdefault("ports", [80])
+    return vmkit.Workload(name=name, image="nginx:1.27", replicas=replicas, **fields)
+
+
+# ---------------------------------------------------------------- batching
+
+
+def test_n_replicas_are_one_bulk_insert_waited_on_with_one_list_per_round(
+    fake: GceFake, gcp: GcpProvider
+) -> None:
+    machines = gcp.deploy(web(replicas=5))
+    assert [m.name for m in machines] == [f"web-{i}" for i in range(5)]
+    assert fake.count("instances.bulkInsert") == 1
+    assert fake.count("instances.insert") == 0
+    assert gcp.api_calls["compute:instances.bulkInsert"] == 1
+    # the operation is polled on the fake's endpoint, never through the SDK's
+    # own poller (which would call compute.googleapis.com)
+    assert fake.count("zoneOperations.wait") >= 1
+    assert fake.count("instances.get") == 0
+    assert gcp.api_calls["compute:instances.list"] == fake.count("instances.list")
+    # a second deploy creates nothing
+    gcp.deploy(web(replicas=5))
+    assert fake.count("instances.bulkInsert") == 1
+
+
+@pytest.mark.parametrize("bulk_existing", ["skip", "conflict"])
+def test_a_lost_bulk_insert_answer_is_retried_with_the_same_request_id(
+    bulk_existing: str,
+) -> None:
+    with GceFake(
+        operation_delay=0.01,
+        transition_delay=0.02,
+        machine_types=catalog_machine_types(),
+        bulk_existing=bulk_existing,
+    ) as fake:
+        gcp = connect(fake)
+        fake.faults.drop_responses(count=1, path=r"/instances/bulkInsert$")
+        machines = gcp.deploy(web(replicas=3))
+        assert fake.count("instances.bulkInsert") == 2
+        assert sorted(i["name"] for i in fake.instances()) == ["web-0", "web-1", "web-2"]
+        assert len({m.id for m in machines}) == 3
+        bulk_ops = [op for op in fake.state.operations.values() if op.op_type == "bulkInsert"]
+        assert len(bulk_ops) == 1, "the retry replayed the first operation"
+
+
+def test_scaling_up_asks_only_for_the_missing_names(fake: GceFake, gcp: GcpProvider) -> None:
+    gcp.deploy(web(replicas=1))
+    plan = gcp.plan(web(replicas=3))
+    (request,) = plan.requests
+    resource = request.body["bulkInsertInstanceResource"]
+    assert sorted(resource["perInstanceProperties"]) == ["web-1", "web-2"]
+    assert resource["count"] == resource["minCount"] == "2"
+    first = request.body["requestId"]
+    assert gcp.plan(web(replicas=3)).requests[0].body["requestId"] != first
+
+
+# ----------------------------------------------------------------- firewall
+
+
+def test_firewall_opens_only_declared_ports_to_the_workload_tag(
+    fake: GceFake, gcp: GcpProvider
+) -> None:
+    gcp.deploy(web(replicas=1, ports=[80, vmkit.Port(port=53, protocol="udp")]))
+    clients = make_clients(fake)
+    rule = clients.firewalls.get(project=PROJECT, firewall="vmkit-web")
+    assert {(a.I_p_protocol, tuple(a.ports)) for a in rule.allowed} == {
+        ("tcp", ("80",)),
+        ("udp", ("53",)),
+    }
+    assert list(rule.target_tags) == ["vmkit-web"]
+    assert list(rule.source_ranges) == ["0.0.0.0/0"]
+    instance = fake.instance("web-0", zone=ZONE)
+    assert instance is not None
+    assert instance["tags"]["items"] == ["vmkit-web"]
+    keys = {i["key"] for i in instance["metadata"]["items"]}
+    assert "ssh-keys" not in keys
+    assert "user-data" in keys
+    assert instance["networkInterfaces"][0]["accessConfigs"][0]["type"] == "ONE_TO_ONE_NAT"
+
+
+def test_ssh_key_opens_22_and_is_passed_as_metadata(fake: GceFake, gcp: GcpProvider) -> None:
+    workload = web(
+        replicas=1, ssh_public_key=KEY, options={"gcp": {"source_ranges": ["10.0.0.0/8"]}}
+    )
+    gcp.deploy(workload)
+    rule = make_clients(fake).firewalls.get(project=PROJECT, firewall="vmkit-web")
+    assert {(a.I_p_protocol, tuple(a.ports)) for a in rule.allowed} == {("tcp", ("22", "80"))}
+    assert list(rule.source_ranges) == ["10.0.0.0/8"]
+    instance = fake.instance("web-0", zone=ZONE)
+    assert instance is not None
+    metadata = {i["key"]: i["value"] for i in instance["metadata"]["items"]}
+    assert metadata["ssh-keys"] == f"vmkit:{KEY}"
+
+
+def test_a_drifted_rule_is_put_back_and_destroy_deletes_it(fake: GceFake, gcp: GcpProvider) -> None:
+    gcp.deploy(web(replicas=1))
+    clients = make_clients(fake)
+    drift = compute_v1.Firewall(
+        allowed=[compute_v1.Allowed(I_p_protocol="tcp", ports=["80", "3306"])]
+    )
+    op = clients.firewalls.patch(project=PROJECT, firewall="vmkit-web", firewall_resource=drift)
+    clients.global_operations.wait(project=PROJECT, operation=op.name)
+    gcp.deploy(web(replicas=1))
+    rule = clients.firewalls.get(project=PROJECT, firewall="vmkit-web")
+    assert [tuple(a.ports) for a in rule.allowed] == [("80",)]
+    gcp.destroy("web")
+    assert [f.name for f in clients.firewalls.list(project=PROJECT)] == []
+
+
+def test_no_ports_and_no_key_means_no_rule_and_no_external_ip(
+    fake: GceFake, gcp: GcpProvider
+) -> None:
+    gcp.deploy(web(replicas=1, ports=[]))
+    assert list(make_clients(fake).firewalls.list(project=PROJECT)) == []
+    instance = fake.instance("web-0", zone=ZONE)
+    assert instance is not None
+    assert "accessConfigs" not in instance["networkInterfaces"][0]
+
+
+# ---------------------------------------------------------- request content
+
+
+def test_shielded_vm_auto_delete_disk_and_labels(fake: GceFake, gcp: GcpProvider) -> None:
+    workload = web(replicas=1, labels={"team": "infra"}, resources={"disk": "25GiB"})
+    (machine,) = gcp.deploy(workload)
+    instance = fake.instance("web-0", zone=ZONE)
+    assert instance is not None
+    assert instance["shieldedInstanceConfig"] == {
+        "enableSecureBoot": True,
+        "enableVtpm": True,
+        "enableIntegrityMonitoring": True,
+    }
+    boot = instance["disks"][0]
+    assert (boot["boot"], boot["autoDelete"], boot["diskSizeGb"]) == (True, True, "25")
+    assert instance["labels"] == {
+        "team": "infra",
+        "vmkit-workload": "web",
+        "vmkit-spec": workload.spec_hash,
+    }
+    assert instance["scheduling"]["provisioningModel"] == "STANDARD"
+    assert machine.labels == {"team": "infra"}
+    assert machine.replica == 0
+    assert machine.public_ip
+    assert machine.private_ip
+    gcp.destroy("web")
+    assert list(make_clients(fake).disks.list(project=PROJECT, zone=ZONE)) == []
+
+
+def test_spot_sets_the_spot_scheduling(fake: GceFake, gcp: GcpProvider) -> None:
+    plan = gcp.plan(web(replicas=1, spot=True))
+    props = plan.requests[0].body["bulkInsertInstanceResource"]["instanceProperties"]
+    assert props["scheduling"] == {
+        "provisioningModel": "SPOT",
+        "instanceTerminationAction": "DELETE",
+        "automaticRestart": False,
+        "onHostMaintenance": "TERMINATE",
+    }
+    gcp.apply(plan)
+    instance = fake.instance("web-0", zone=ZONE)
+    assert instance is not None
+    assert instance["scheduling"]["provisioningModel"] == "SPOT"
+    assert instance["scheduling"]["instanceTerminationAction"] == "DELETE"
+
+
+def test_gpu_machine_types_have_built_in_gpus(gcp: GcpProvider) -> None:
+    plan = gcp.plan(web(replicas=1, resources={"gpu": 1, "cpu": 4, "memory": "16GiB"}))
+    props = plan.requests[0].body["bulkInsertInstanceResource"]["instanceProperties"]
+    assert props["machineType"] == "g2-standard-4"
+    assert "guestAccelerators" not in props
+    assert props["scheduling"]["onHostMaintenance"] == "TERMINATE"
+
+
+# ----------------------------------------------------------- machine types
+
+
+def test_machine_type_is_the_cheapest_offered_and_the_override_wins() -> None:
+    offered = [m for m in catalog_machine_types() if m.name != "e2-standard-2"]
+    with GceFake(operation_delay=0.01, transition_delay=0.02, machine_types=offered) as fake:
+        gcp = connect(fake)
+        body = gcp.plan(web(replicas=1, resources={"cpu": 2, "memory": "8GiB"})).requests[0].body
+        # e2-standard-2 is the catalog's cheapest fit, but this zone lacks it
+        assert body["bulkInsertInstanceResource"]["instanceProperties"]["machineType"] == (
+            "n2d-standard-2"
+        )
+        assert fake.count("machineTypes.list") == 1
+        pinned = web(replicas=1, options={"gcp": {"machine_type": "n2-standard-8"}})
+        (machine,) = gcp.deploy(pinned)
+        assert machine.size == "n2-standard-8"
+
+
+# ---------------------------------------------------------------- listing
+
+
+def test_listing_filters_on_the_workload_label_and_follows_pages(
+    fake: GceFake, gcp: GcpProvider
+) -> None:
+    gcp.deploy(web("web", replicas=5))
+    gcp.deploy(web("db", replicas=2))
+    gcp.page_size = 2
+    before = fake.count("instances.list")
+    assert [m.name for m in gcp.list("web")] == [f"web-{i}" for i in range(5)]
+    assert fake.count("instances.list") - before == 3
+    assert len(gcp.list()) == 7
+    # an instance vmkit does not own is never listed
+    clients = make_clients(fake)
+    rogue = compute_v1.Instance(
+        name="rogue",
+        machine_type=f"zones/{ZONE}/machineTypes/e2-small",
+        disks=[
+            compute_v1.AttachedDisk(
+                boot=True,
+                auto_delete=True,
+                initialize_params=compute_v1.AttachedDiskInitializeParams(
+                    source_image="projects/debian-cloud/global/images/family/debian-12"
+                ),
+            )
+        ],
+        network_interfaces=[compute_v1.NetworkInterface(network="global/networks/default")],
+    )
+    op = clients.instances.insert(project=PROJECT, zone=ZONE, instance_resource=rogue)
+    clients.zone_operations.wait(project=PROJECT, zone=ZONE, operation=op.name)
+    assert "rogue" not in [m.name for m in gcp.list()]
+    rogue_id = clients.instances.get(project=PROJECT, zone=ZONE, instance="rogue").id
+    with pytest.raises(vmkit.NotFound):
+        gcp.get(str(rogue_id))
+
+
+# --------------------------------------------------------- quota and errors
+
+
+def test_quota_refused_up_front_is_quota_exceeded_and_leaves_nothing(
+    fake: GceFake, gcp: GcpProvider
+) -> None:
+    fake.set_quota(cpus=4)
+    with pytest.raises(QuotaExceeded) as info:
+        gcp.deploy(web(replicas=3, resources={"cpu": 2}))
+    assert "Quota 'CPUS' exceeded.  Limit: 4.0 in region us-central1." in str(info.value)
+    assert fake.instances() == []
+    assert list(make_clients(fake).firewalls.list(project=PROJECT)) == []
+
+
+def test_exhausted_zone_is_quota_exceeded_and_not_retried(fake: GceFake, gcp: GcpProvider) -> None:
+    fake.exhaust_zone(ZONE)
+    with pytest.raises(QuotaExceeded) as info:
+        gcp.deploy(web(replicas=2))
+    assert "does not have enough resources available" in str(info.value)
+    assert fake.count("instances.bulkInsert") == 1
+
+
+def test_an_exhausted_zone_on_start_shows_the_operation_error(
+    fake: GceFake, gcp: GcpProvider
+) -> None:
+    (machine,) = gcp.deploy(web(replicas=1))
+    machine.stop()
+    fake.exhaust_zone(ZONE)
+    with pytest.raises(QuotaExceeded) as info:
+        machine.start()
+    assert "ZONE_RESOURCE_POOL_EXHAUSTED" in str(info.value)
+    assert "web-0" in str(info.value)
+
+
+def test_throttling_and_unavailable_answers_are_retried(fake: GceFake, gcp: GcpProvider) -> None:
+    fake.faults.fail(429, count=2, method="POST", path=r"/bulkInsert$")
+    fake.faults.fail(503, count=2, method="GET", path=r"/instances$")
+    machines = gcp.deploy(web(replicas=2))
+    assert len(machines) == 2
+    assert gcp.api_calls["compute:instances.bulkInsert"] == 3
+    assert len(fake.instances()) == 2
+
+
+def test_refused_credentials_are_an_auth_error() -> None:
+    from google.oauth2.credentials import Credentials
+
+    with GceFake(token="s3cret", operation_delay=0, transition_delay=0) as fake:
+        gcp = connect(fake, credentials=Credentials("wrong"))
+        with pytest.raises(AuthError) as info:
+            gcp.list("web")
+        assert "wrong" not in str(info.value)
+        assert connect(fake, credentials=Credentials("s3cret")).list("web") == []
+
+
+def test_connect_makes_no_call_and_credentials_status() -> None:
+    gcp = vmkit.connect("gcp", project="p", zone="us-central1-a", credentials=object())
+    assert gcp.location == "us-central1-a"
+    assert sum(gcp.api_calls.values()) == 0
+    assert GcpProvider.credentials_status(credentials=object()) is None
+    with pytest.raises(vmkit.ConfigError):
+        vmkit.connect("gcp", project="p", zone="central")
+
+
+def test_names_that_cannot_be_instance_names_fail_before_any_call(gcp: GcpProvider) -> None:
+    with pytest.raises(vmkit.SpecError) as info:
+        gcp.plan(web("9lives", replicas=1))
+    assert info.value.field == "name"
+    with pytest.raises(vmkit.SpecError) as bad:
+        gcp.plan(web(replicas=1, options={"gcp": {"zone": "x"}}))
+    assert bad.value.field == "options.gcp.zone"
+    assert sum(gcp.api_calls.values()) == 0
+
+
+# --------------------------------------------------------------- snapshots
+
+
+def test_restore_swaps_the_boot_disk_and_keeps_the_instance(
+    fake: GceFake, gcp: GcpProvider
+) -> None:
+    (machine,) = gcp.deploy(web(replicas=1))
+    snap = machine.snapshot("before upgrade")
+    assert snap.name == "before upgrade"
+    assert snap.machine_id == machine.id
+    restored = machine.restore(snap)
+    assert (restored.id, restored.name) == (machine.id, machine.name)
+    clients = make_clients(fake)
+    instance = clients.instances.get(project=PROJECT, zone=ZONE, instance="web-0")
+    boot = instance.disks[0]
+    assert boot.boot
+    assert boot.auto_delete
+    disk = clients.disks.get(project=PROJECT, zone=ZONE, disk=boot.source.rsplit("/", 1)[-1])
+    assert disk.source_snapshot.endswith(f"/global/snapshots/{snap.id}")
+    names = [d.name for d in clients.disks.list(project=PROJECT, zone=ZONE)]
+    assert names == [disk.name], "the old boot disk is deleted"
+    gcp.destroy("web", snapshots=True)
+    assert list(clients.disks.list(project=PROJECT, zone=ZONE)) == []
+    assert gcp.snapshots("web") == []
+
+
+def test_plan_body_is_json_and_round_trips_to_the_sdk(gcp: GcpProvider) -> None:
+    (request,) = gcp.plan(web(replicas=2)).requests
+    text = json.dumps(request.to_dict())
+    resource = json.loads(text)["body"]["bulkInsertInstanceResource"]
+    message = compute_v1.BulkInsertInstanceResource.from_json(json.dumps(resource))
+    assert message.instance_properties.machine_type == resource["instanceProperties"]["machineType"]
+    assert "/" not in message.instance_properties.machine_type

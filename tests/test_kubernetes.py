@@ -1,0 +1,493 @@
+"""What is specific to the Kubernetes backend, against the HTTP fake of the API
+server (tests/test_kubernetes_conformance.py runs the shared semantics).
+
+The backend is reached as a user reaches a private API server: ``host`` and
+``token``, or a kubeconfig. Faults come from the fake's FaultPlan; pods are
+inspected through the fake's own helpers or the official client.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+kubernetes = pytest.importorskip("kubernetes")
+
+from kubernetes import client  # noqa: E402
+
+import vmkit  # noqa: E402
+from vmkit.providers.kubernetes import KubernetesProvider  # noqa: E402
+from vmkit.testing.fakes.kubernetes import KubernetesFake, make_api_client  # noqa: E402
+
+TOKEN = "k8s-s3cr3t-never-printed"
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "web.yaml"
+
+
+@pytest.fixture
+def fake() -> Iterator[KubernetesFake]:
+    with KubernetesFake(token=TOKEN) as server:
+        yield server
+
+
+def connect(fake: KubernetesFake, **options: Any) -> KubernetesProvider:
+    config: dict[str, Any] = {"host": fake.url, "token": TOKEN, "poll_interval": 0.01}
+    config.update(options)
+    provider = vmkit.connect("kubernetes", **config)
+    assert isinstance(provider, KubernetesProvider)
+    return provider
+
+
+@pytest.fixture
+def k8s(fake: KubernetesFake) -> KubernetesProvider:
+    return connect(fake)
+
+
+def small(name: str, replicas: int = 1, **fields: Any) -> vmkit.Workload:
+    spec: dict[str, Any] = {"image": "nginx:1.27", "resources": {"cpu": 0.25, "memory": "256MiB"}}
+    spec.update(fields)
+    return vmkit.Workload(name=name, replicas=replicas, **spec)
+
+
+def raw_api(fake: KubernetesFake) -> Any:
+    return client.CoreV1Api(make_api_client(fake))
+
+
+# ------------------------------------------------------------- the Pod itself
+
+
+def test_the_example_deploys_unchanged_as_the_rendered_pods(
+    k8s: KubernetesProvider, fake: KubernetesFake
+) -> None:
+    workload = vmkit.Workload.from_yaml(EXAMPLE)
+    plan = k8s.plan(workload)
+    assert [(r.operation, r.replicas) for r in plan.requests] == [
+        ("k8s:CreatePod", (0,)),
+        ("k8s:CreatePod", (1,)),
+        ("k8s:CreatePod", (2,)),
+    ]
+    body = plan.requests[1].body
+    assert body["metadata"] == {
+        "name": "web-1",
+        "namespace": "default",
+        "labels": {
+            "team": "demo",
+            "vmkit-workload": "web",
+            "vmkit-spec": workload.spec_hash,
+            "vmkit-replica": "1",
+            "app.kubernetes.io/managed-by": "vmkit",
+        },
+    }
+    (container,) = body["spec"]["containers"]
+    assert container["image"] == "nginx:1.27"
+    assert container["env"] == [
+        {"name": "NGINX_ENTRYPOINT_QUIET_LOGS", "value": "1"},
+        {"name": "MODE", "value": "demo"},
+    ]
+    assert container["ports"] == [{"containerPort": 80, "protocol": "TCP"}]
+    quantities = {"cpu": "2", "memory": "4Gi"}
+    assert container["resources"] == {"requests": quantities, "limits": quantities}
+
+    machines = k8s.apply(plan)
+    assert [m.name for m in machines] == ["web-0", "web-1", "web-2"]
+    stored = fake.pod("default", "web-1")
+    assert stored is not None
+    assert stored["metadata"]["labels"] == body["metadata"]["labels"]
+    assert stored["spec"]["containers"][0]["env"] == container["env"]
+    machine = machines[1]
+    assert (machine.kind, machine.size, machine.image) == ("container", "2cpu/4Gi", "nginx:1.27")
+    assert machine.location == f"{fake.url.split('//')[1]}/default"
+    assert machine.private_ip == stored["status"]["podIP"]
+    assert machine.public_ip is None
+    assert machine.labels == {"team": "demo"}
+    assert machine.id == stored["metadata"]["uid"]
+
+
+def test_secure_defaults_reach_the_stored_pod(
+    k8s: KubernetesProvider, fake: KubernetesFake
+) -> None:
+    (machine,) = k8s.deploy(small("secure"))
+    pod = fake.pod("default", machine.name)
+    assert pod is not None
+    spec = pod["spec"]
+    assert spec["automountServiceAccountToken"] is False
+    assert not spec.get("volumes"), "no service-account token volume is mounted"
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec["containers"][0]["securityContext"]["allowPrivilegeEscalation"] is False
+    assert pod["status"]["qosClass"] == "Guaranteed"  # requests == limits
+
+
+def test_gpu_isolation_and_options_become_pod_fields(k8s: KubernetesProvider) -> None:
+    workload = small(
+        "opts",
+        resources={"cpu": 0.5, "memory": "512MiB", "gpu": 1},
+        isolation="sandbox",
+        options={
+            "kubernetes": {
+                "node_selector": {"pool": "gpu"},
+                "service_account": "runner",
+                "image_pull_secrets": ["regcred"],
+                "runtime_classes": {"sandbox": "gvisor-fast"},
+            }
+        },
+    )
+    spec = k8s.plan(workload).requests[0].body["spec"]
+    assert spec["containers"][0]["resources"]["limits"] == {
+        "cpu": "500m",
+        "memory": "512Mi",
+        "nvidia.com/gpu": "1",
+    }
+    assert spec["runtimeClassName"] == "gvisor-fast"
+    assert spec["nodeSelector"] == {"pool": "gpu"}
+    assert spec["serviceAccountName"] == "runner"
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"nodeSelector": {"a": "b"}}, "options.kubernetes.nodeSelector"),
+        ({"service_account": "Not_Valid"}, "options.kubernetes.service_account"),
+        (
+            {"runtime_classes": {"container": "runc"}},
+            "options.kubernetes.runtime_classes.container",
+        ),
+        ({"image_pull_secrets": "regcred"}, "options.kubernetes.image_pull_secrets"),
+    ],
+)
+def test_bad_options_are_spec_errors_before_any_call(
+    k8s: KubernetesProvider, options: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(vmkit.SpecError) as info:
+        k8s.plan(small("bad", options={"kubernetes": options}))
+    assert info.value.field == field
+    assert sum(k8s.api_calls.values()) == 0
+
+
+def test_vm_only_workloads_are_refused_before_any_call(k8s: KubernetesProvider) -> None:
+    with pytest.raises(vmkit.Unsupported, match="needs an image"):
+        k8s.deploy(vmkit.Workload(name="plain-vm"))
+    with pytest.raises(vmkit.Unsupported, match="user_data"):
+        k8s.deploy(small("cloudinit", user_data="#!/bin/sh\necho hi\n"))
+    assert sum(k8s.api_calls.values()) == 0
+
+
+# -------------------------------------------------------------------- waiting
+
+
+def test_waiting_is_one_watch_and_no_polling(k8s: KubernetesProvider, fake: KubernetesFake) -> None:
+    machines = k8s.deploy(small("watched", replicas=6))
+    assert [m.state for m in machines] == [vmkit.MachineState.RUNNING] * 6
+    assert fake.watch_count("pods") == 1
+    assert fake.verb_count("get", "pods") == 0, "no pod is read one by one"
+    # One listing for the plan, one to start the watch from.
+    assert fake.verb_count("list", "pods") == 2
+    assert k8s.api_calls["k8s:WatchPods"] == 1
+
+
+def test_progress_reports_state_changes_of_the_whole_batch(k8s: KubernetesProvider) -> None:
+    seen: list[list[str]] = []
+    k8s.deploy(small("prog", replicas=3), progress=lambda ms: seen.append([m.state for m in ms]))
+    assert seen[0] == ["pending"] * 3
+    assert seen[-1] == ["running"] * 3
+    assert all(len(states) == 3 for states in seen)
+
+
+def test_an_image_that_cannot_be_pulled_fails_fast_naming_the_pod(
+    k8s: KubernetesProvider, fake: KubernetesFake
+) -> None:
+    fake.fail_image("*:does-not-exist")
+    started = time.monotonic()
+    with pytest.raises(vmkit.ProviderError) as info:
+        k8s.deploy(small("pull", image="nginx:does-not-exist"), timeout=60)
+    assert time.monotonic() - started < 5
+    assert not isinstance(info.value, vmkit.DeployTimeout)
+    message = str(info.value)
+    assert "pull-0" in message
+    assert "ErrImagePull" in message or "ImagePullBackOff" in message
+    assert "nginx:does-not-exist" in message
+    (machine,) = k8s.list("pull")
+    assert machine.state == vmkit.MachineState.FAILED
+    # A fixed image replaces the failed pod.
+    fixed = k8s.deploy(small("pull"))
+    assert fixed[0].state == vmkit.MachineState.RUNNING
+    assert fixed[0].id != machine.id
+
+
+def test_a_request_no_node_fits_fails_fast_as_unschedulable(k8s: KubernetesProvider) -> None:
+    started = time.monotonic()
+    with pytest.raises(vmkit.ProviderError) as info:
+        k8s.deploy(small("huge", resources={"cpu": 64, "memory": "1GiB"}), timeout=60)
+    assert time.monotonic() - started < 5
+    assert "huge-0 (Unschedulable: 0/1 nodes are available: 1 Insufficient cpu" in str(info.value)
+
+
+def test_a_crash_looping_pod_is_failed_and_replaced_by_the_next_deploy(
+    k8s: KubernetesProvider, fake: KubernetesFake
+) -> None:
+    # Without a readiness probe a container is Ready as soon as it starts, so a
+    # deploy may return before its first crash (as kubectl's would); what
+    # follows is a pod in CrashLoopBackOff, which vmkit reports as failed.
+    fake.crash_image("crashy:*")
+    workload = small("crash", image="crashy:1")
+    (machine,) = k8s.deploy(workload, wait=False)
+    deadline = time.monotonic() + 5
+    while (current := machine.refresh()).state != vmkit.MachineState.FAILED:
+        assert time.monotonic() < deadline, "the crash loop was never reported"
+        time.sleep(0.02)
+    waiting = current.raw["status"]["containerStatuses"][0]["state"]["waiting"]
+    assert waiting["reason"] == "CrashLoopBackOff"
+    assert [(a.kind, a.reason) for a in k8s.plan(workload).actions] == [("replace", "failed")]
+
+
+def test_the_deadline_names_the_pending_pods() -> None:
+    with KubernetesFake(token=TOKEN, start_delay=60) as slow:
+        k8s = connect(slow)
+        with pytest.raises(vmkit.DeployTimeout) as info:
+            k8s.deploy(small("slow", replicas=2), timeout=0.5)
+        assert info.value.pending == ("slow-0", "slow-1")
+        assert slow.watch_count() == 1
+
+
+def test_an_expired_watch_is_relisted_and_the_wait_goes_on() -> None:
+    with KubernetesFake(token=TOKEN, start_delay=0.4) as fake:
+        k8s = connect(fake)
+        api = raw_api(fake)
+        calls = 0
+
+        def compact_once(_: Any) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                # Called on the first list, before the watch opens: move the
+                # revision on and drop the history, so the watch's
+                # resourceVersion is gone (410 in an ERROR event).
+                api.create_namespaced_pod(
+                    "default",
+                    {
+                        "metadata": {"name": "other"},
+                        "spec": {"containers": [{"name": "c", "image": "busybox:1"}]},
+                    },
+                )
+                fake.compact()
+
+        machines = k8s.deploy(small("gone", replicas=2), progress=compact_once)
+        assert [m.state for m in machines] == [vmkit.MachineState.RUNNING] * 2
+        # plan, first list, and the relist after the 410
+        assert k8s.api_calls["k8s:ListPods"] == 3
+        assert k8s.api_calls["k8s:WatchPods"] >= 1
+
+
+def test_creates_run_concurrently(k8s: KubernetesProvider, fake: KubernetesFake) -> None:
+    fake.faults.delay(0.25, method="POST", path=r"/pods$")
+    started = time.monotonic()
+    k8s.deploy(small("conc", replicas=8), wait=False)
+    # Eight creates of 0.25 s one after the other would take 2 s.
+    assert time.monotonic() - started < 1.2
+    assert fake.verb_count("create", "pods") == 8
+
+
+# --------------------------------------------------------- conflicts, retries
+
+
+def test_a_lost_create_response_is_retried_without_a_duplicate(
+    k8s: KubernetesProvider, fake: KubernetesFake
+) -> None:
+    fake.faults.drop_responses(count=1, method="POST", path=r"/pods$")
+    (machine,) = k8s.deploy(small("lost"))
+    assert machine.state == vmkit.MachineState.RUNNING
+    assert fake.verb_count("create", "pods") == 2  # the lost one, then 409 AlreadyExists
+    assert k8s.api_calls["k8s:CreatePod"] == 2
+    pods = fake.pods("default")
+    assert [p["metadata"]["name"] for p in pods] == ["lost-0"]
+    assert machine.id == pods[0]["metadata"]["uid"]
+
+
+def test_a_conflicting_pod_of_another_spec_is_replaced(
+    k8s: KubernetesProvider, fake: KubernetesFake
+) -> None:
+    workload = small("clash", env={"VERSION": "2"})
+    plan = k8s.plan(workload)
+    # Another deploy (older spec) created the pod between plan and apply.
+    old = dict(plan.requests[0].body)
+    old["metadata"] = {
+        **old["metadata"],
+        "labels": {**old["metadata"]["labels"], "vmkit-spec": "0ld"},
+    }
+    stale = raw_api(fake).create_namespaced_pod("default", old)
+    (machine,) = k8s.apply(plan)
+    assert machine.id != stale.metadata.uid
+    assert machine.spec_hash == workload.spec_hash
+    pods = fake.pods("default")
+    assert [(p["metadata"]["name"], p["metadata"]["uid"]) for p in pods] == [
+        ("clash-0", machine.id)
+    ]
+
+
+def test_a_same_named_pod_vmkit_does_not_own_is_left_alone(
+    k8s: KubernetesProvider, fake: KubernetesFake
+) -> None:
+    plan = k8s.plan(small("mine"))
+    body = {"metadata": {"name": "mine-0"}, "spec": {"containers": [{"name": "c", "image": "x:1"}]}}
+    theirs = raw_api(fake).create_namespaced_pod("default", body)
+    with pytest.raises(vmkit.ProviderError, match=r"mine-0 already exists .* not a replica"):
+        k8s.apply(plan)
+    pod = fake.pod("default", "mine-0")
+    assert pod is not None
+    assert pod["metadata"]["uid"] == theirs.metadata.uid
+
+
+def test_a_429_burst_is_retried_by_vmkit_not_by_urllib3(
+    k8s: KubernetesProvider, fake: KubernetesFake
+) -> None:
+    fake.faults.fail(429, count=3, method="POST", path=r"/pods$", retry_after=0)
+    (machine,) = k8s.deploy(small("burst"))
+    assert machine.state == vmkit.MachineState.RUNNING
+    assert fake.count("fault") == 3
+    # Every attempt is vmkit's, counted: urllib3's own retries are off.
+    assert k8s.api_calls["k8s:CreatePod"] == 4
+    assert fake.verb_count("create", "pods") == 1
+
+
+def test_throttling_past_the_budget_is_throttled(fake: KubernetesFake) -> None:
+    k8s = connect(fake, retry_attempts=2)
+    fake.faults.fail(429, count=None, path=r"/pods$", retry_after=0)
+    with pytest.raises(vmkit.Throttled):
+        k8s.list()
+    assert fake.count("fault") == 2
+
+
+def test_api_errors_are_mapped(fake: KubernetesFake) -> None:
+    with pytest.raises(vmkit.NotFound, match='namespaces "nowhere" not found'):
+        connect(fake, namespace="nowhere").deploy(small("nons"))
+    with KubernetesFake(token=TOKEN, anonymous=True) as strict:
+        anonymous = vmkit.connect("kubernetes", host=strict.url)
+        with pytest.raises(vmkit.AuthError, match="system:anonymous"):
+            anonymous.list()
+
+
+# ---------------------------------------------------------------- credentials
+
+
+def test_token_auth_sends_bearer_from_host_and_token(fake: KubernetesFake) -> None:
+    assert connect(fake).list() == []
+    wrong = connect(fake, token="not-the-token")
+    with pytest.raises(vmkit.AuthError) as info:
+        wrong.list()
+    assert "not-the-token" not in str(info.value)
+    assert TOKEN not in str(info.value)
+
+
+def test_token_auth_from_a_kubeconfig_dict_and_file(fake: KubernetesFake, tmp_path: Path) -> None:
+    from_dict = vmkit.connect("kubernetes", kubeconfig=fake.kubeconfig(), poll_interval=0.01)
+    assert from_dict.location == "vmkit-fake/default"
+    (machine,) = from_dict.deploy(small("kc"))
+    path = tmp_path / "config"
+    raw_api(fake).create_namespace({"metadata": {"name": "team"}})
+    path.write_text(yaml.safe_dump(fake.kubeconfig(namespace="team")), encoding="utf-8")
+    from_file = vmkit.connect("kubernetes", kubeconfig=str(path), context="vmkit-fake")
+    assert from_file.location == "vmkit-fake/team"
+    assert from_file.list() == []  # the context's namespace
+    assert [m.id for m in connect(fake).list()] == [machine.id]
+
+
+def test_kubeconfig_from_the_environment_and_a_token_override(
+    fake: KubernetesFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = fake.kubeconfig()
+    config["users"][0]["user"] = {"token": "stale"}
+    path = tmp_path / "config"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    with pytest.raises(vmkit.AuthError):
+        vmkit.connect("kubernetes").list()
+    # A token alone overrides the kubeconfig user's, as kubectl --token does.
+    assert vmkit.connect("kubernetes", token=TOKEN).list() == []
+
+
+def test_missing_credentials_are_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(vmkit.ConfigError):
+        vmkit.connect("kubernetes")
+    assert KubernetesProvider.credentials_status() is not None
+    assert KubernetesProvider.credentials_status(host="https://k8s.example:6443", token="t") is None
+    with pytest.raises(vmkit.ConfigError, match="no context named 'nope'"):
+        vmkit.connect("kubernetes", kubeconfig={**_minimal_kubeconfig()}, context="nope")
+    with pytest.raises(vmkit.ConfigError, match="grace_period"):
+        vmkit.connect("kubernetes", host="http://127.0.0.1:1", grace_period=-1)
+
+
+def _minimal_kubeconfig() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:1"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "only", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "only",
+    }
+
+
+# ------------------------------------------------------------------ lifecycle
+
+
+def test_logs_are_the_exact_container_text(k8s: KubernetesProvider, fake: KubernetesFake) -> None:
+    (machine,) = k8s.deploy(small("talk", command=["sh", "-c"], args=["serve"]))
+    fake.append_log("default", machine.name, "héllo wörld ✓\nline two")
+    assert machine.logs() == "started nginx:1.27: sh -c serve\nhéllo wörld ✓\nline two\n"
+
+
+def test_reboot_recreates_the_pod_under_the_same_name(
+    k8s: KubernetesProvider, fake: KubernetesFake
+) -> None:
+    (machine,) = k8s.deploy(small("boot"))
+    rebooted = machine.reboot()
+    assert rebooted.name == machine.name == "boot-0"
+    assert rebooted.id != machine.id
+    assert rebooted.state == vmkit.MachineState.RUNNING
+    assert rebooted.spec_hash == machine.spec_hash
+    with pytest.raises(vmkit.NotFound):
+        k8s.get(machine.id)
+    assert [m.id for m in k8s.list("boot")] == [rebooted.id]
+    assert not k8s.plan(small("boot")).changes
+
+
+def test_stop_start_and_snapshot_are_unsupported(k8s: KubernetesProvider) -> None:
+    assert k8s.capabilities == frozenset({"reboot"})
+    (machine,) = k8s.deploy(small("still"))
+    for operation in (machine.stop, machine.start, lambda: machine.snapshot("s")):
+        with pytest.raises(vmkit.Unsupported):
+            operation()
+    assert k8s.snapshots("still") == []
+
+
+def test_deleting_uses_the_grace_period() -> None:
+    # 30 s of grace pass in 0.6 s on this fake.
+    with KubernetesFake(token=TOKEN, grace_scale=0.02) as fake:
+        k8s = connect(fake)
+        (machine,) = k8s.deploy(small("grace"))
+        k8s.delete(machine.id, wait=False)
+        pod = fake.pod("default", "grace-0")
+        assert pod is not None
+        assert pod["metadata"]["deletionGracePeriodSeconds"] == 30
+        assert k8s.get(machine.id).state == vmkit.MachineState.DELETING
+        k8s.delete(machine.id)
+        assert fake.pod("default", "grace-0") is None
+        quick = connect(fake, grace_period=0)
+        (again,) = quick.deploy(small("grace"))
+        quick.delete(again.id, wait=False)
+        assert fake.pod("default", "grace-0") is None
+
+
+def test_ids_that_are_not_uids_are_not_found_without_a_call(k8s: KubernetesProvider) -> None:
+    with pytest.raises(vmkit.NotFound):
+        k8s.get("default/web-0")
+    assert sum(k8s.api_calls.values()) == 0

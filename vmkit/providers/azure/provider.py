@@ -1,0 +1,488 @@
+"""The Azure backend: workloads as Azure VMs in one resource group, found by their tags.
+
+See :class:`vmkit.provider.Provider` for the guarantees. What is specific to Azure is
+documented on :class:`AzureProvider`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import logging
+import os
+import threading
+import urllib.request
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from functools import cached_property
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from vmkit.catalog import fitting_types, resolve_image, resolve_instance_type
+from vmkit.errors import (
+    AuthError,
+    ConfigError,
+    DeployTimeout,
+    NotFound,
+    ProviderError,
+    SpecError,
+)
+from vmkit.machine import Machine, MachineState, Snapshot
+from vmkit.provider import CreateRequest, Provider
+from vmkit.providers.azure import translate as tr
+from vmkit.providers.azure.clients import AzureClients, make_clients
+from vmkit.providers.azure.disks import Disks
+from vmkit.providers.azure.errors import AzureErrors
+from vmkit.providers.azure.machines import Machines
+from vmkit.providers.azure.network import Network, as_dict, nic_addresses
+from vmkit.render import render_cloud_init
+from vmkit.spec import Workload
+
+__all__ = ["AzureProvider"]
+
+log = logging.getLogger(__name__)
+
+# "Custom data ... maximum length of 87380 characters" once base64-encoded
+# (VirtualMachine osProfile.customData, Compute REST reference).
+CUSTOM_DATA_LIMIT = 87380
+# Minutes a boot diagnostics SAS URL stays valid; vmkit reads it at once.
+SAS_MINUTES = 5
+LOG_FETCH_TIMEOUT = 30.0
+
+
+class AzureProvider(Provider):
+    """Microsoft Azure. ``vmkit.connect("azure", subscription_id=..., resource_group="rg",
+    location="eastus")``.
+
+    Options: ``subscription_id`` (else ``AZURE_SUBSCRIPTION_ID``), ``resource_group``
+    (created on the first deploy when missing), ``location``, ``credential`` (any
+    azure-core ``TokenCredential``; ``DefaultAzureCredential`` when None, built on first
+    use), ``endpoint`` (an ARM endpoint instead of management.azure.com; an ``http://``
+    one gets a bearer policy allowed over plain http), ``polling_interval`` (seconds
+    between polls of a long-running operation when ARM sends no Retry-After; the SDK's
+    30 by default), ``concurrency`` (replicas created or deleted at once, 10), and the
+    shared ``retry_attempts``, ``retry_timeout``, ``poll_interval``, ``timeout``. No API
+    call is made on connect.
+
+    What is specific to Azure:
+
+    * VMs are created by name (PUT), which is idempotent by itself: a retried create
+      makes nothing new. Each replica is its own request (public IP, NIC, then the VM),
+      the replicas of a deploy run concurrently and are awaited together.
+    * A replica whose VM fails to provision has its VM, NIC, public IP and OS disk
+      deleted before the error (QuotaExceeded for capacity and quota) is raised.
+    * ``stop`` deallocates: the VM stops billing for compute, its disk is kept.
+    * Snapshots are incremental managed snapshots of the OS disk; ``restore`` swaps in
+      a disk made from one while the VM is deallocated.
+    * ``options["azure"]``: ``vm_size`` (always wins), ``subnet_id`` (instead of
+      vmkit's virtual network), ``arch``.
+    * A machine's id is its VM's ``vmId`` (a GUID Azure gives each VM it creates, so a
+      VM made again under the same name is another machine); ``get`` also takes the
+      ARM id of a VM of the group. Operations act on the VM by name, after ``get``
+      checked that the VM of that name still has the vmId.
+    * ``isolation`` is a Kubernetes-only field: accepted and ignored.
+    """
+
+    name = "azure"
+    kind = "vm"
+    errors = AzureErrors()
+
+    def __init__(
+        self,
+        *,
+        subscription_id: str | None = None,
+        resource_group: str | None = None,
+        location: str | None = None,
+        credential: TokenCredential | None = None,
+        endpoint: str | None = None,
+        polling_interval: float | None = None,
+        concurrency: int = 10,
+        retry_attempts: int = 8,
+        retry_timeout: float = 120.0,
+        poll_interval: float = 5.0,
+        timeout: float = 900.0,
+    ) -> None:
+        super().__init__(
+            retry_attempts=retry_attempts,
+            retry_timeout=retry_timeout,
+            poll_interval=poll_interval,
+            timeout=timeout,
+        )
+        _check_config(subscription_id, resource_group, location, endpoint, concurrency)
+        self.subscription_id: str = subscription_id or os.environ["AZURE_SUBSCRIPTION_ID"]
+        self.resource_group: str = str(resource_group)
+        self._location = str(location).replace(" ", "").lower()
+        self._credential = credential
+        self._endpoint = endpoint
+        self._polling_interval = polling_interval
+        self.concurrency = concurrency
+        # Each replica is its own PUTs by name: a plan's creates go out together.
+        self.create_concurrency = concurrency
+        self._clients: AzureClients | None = None
+        self._clients_lock = threading.Lock()
+        self.network = Network(self)
+        self._disks = Disks(self)
+        self._machines = Machines(self)
+
+    @classmethod
+    def credentials_status(cls, **config: Any) -> str | None:
+        """None when a credential is given or ``DefaultAzureCredential`` can be built,
+        else why not. Requests no token."""
+        if not (config.get("subscription_id") or os.environ.get("AZURE_SUBSCRIPTION_ID")):
+            return "no subscription: pass subscription_id or set AZURE_SUBSCRIPTION_ID"
+        if config.get("credential") is not None:
+            return None
+        try:
+            from azure.identity import DefaultAzureCredential
+
+            DefaultAzureCredential()
+        except Exception as exc:
+            return f"cannot build DefaultAzureCredential: {type(exc).__name__}: {exc}"
+        return None
+
+    @property
+    def location(self) -> str:
+        """The Azure region (canonical form, e.g. ``eastus``)."""
+        return self._location
+
+    @property
+    def clients(self) -> AzureClients:
+        """The Compute, Network and Resources clients (built on first use; calls made on
+        them directly are not retried nor counted)."""
+        with self._clients_lock:
+            if self._clients is None:
+                credential = self._credential
+                if credential is None:
+                    from azure.identity import DefaultAzureCredential
+
+                    credential = DefaultAzureCredential()
+                self._clients = make_clients(
+                    credential,
+                    self.subscription_id,
+                    endpoint=self._endpoint,
+                    polling_interval=self._polling_interval,
+                )
+            return self._clients
+
+    # ----------------------------------------------------------------- calls
+
+    def _lro(self, operation: str, begin: Callable[..., Any], *args: Any) -> Any:
+        """Start a long-running operation and wait for its end, under the retry policy:
+        a transient failure while polling sends the (idempotent) request again."""
+        return self._call(operation, lambda: begin(*args).result())
+
+    def _paged(
+        self, operation: str, list_fn: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> builtins.list[dict[str, Any]]:
+        """Every item of a paged listing; one retried, counted call per page. A failed
+        page is fetched again: azure-core's page iterator only moves on after success."""
+        pages = list_fn(*args, **kwargs).by_page()
+        items: builtins.list[dict[str, Any]] = []
+        while True:
+            page = self._call(operation, lambda: _next_page(pages))
+            if page is not None:
+                items.extend(as_dict(item) for item in page)
+            # No continuation token: the iterator would end without a request.
+            if page is None or getattr(pages, "continuation_token", None) is None:
+                return items
+
+    # ------------------------------------------------------------ validation
+
+    def _validate(self, workload: Workload) -> None:
+        options = tr.parse_options(workload)
+        tr.image_reference(_image_value(workload.os_image, options.arch))
+        if options.vm_size is None:
+            resolve_instance_type("azure", workload.resources, arch=options.arch, available=None)
+        user_data = render_cloud_init(workload)
+        if user_data is not None and 4 * -(-len(user_data.encode()) // 3) > CUSTOM_DATA_LIMIT:
+            raise SpecError(
+                "user_data",
+                f"the VM's cloud-init comes to {len(user_data.encode())} bytes; Azure takes "
+                f"at most {CUSTOM_DATA_LIMIT} characters once base64-encoded",
+            )
+
+    # --------------------------------------------------------------- listing
+
+    def _list(self, workload: str | None) -> builtins.list[Machine]:
+        return self._machines.list(workload)
+
+    def _get(self, machine_id: str) -> Machine:
+        """See Provider._get. ``machine_id`` is a vmId (or a VM's ARM id): see
+        :meth:`Machines.get`."""
+        return self._machines.get(machine_id)
+
+    def _failure_reason(self, machine: Machine) -> str:
+        view = (machine.raw.get("properties") or {}).get("instanceView")
+        return tr.failure_reason(view) or str(machine.state)
+
+    # -------------------------------------------------------------- planning
+
+    def _build_requests(
+        self, workload: Workload, replicas: Sequence[int]
+    ) -> builtins.list[CreateRequest]:
+        options = tr.parse_options(workload)
+        image = tr.image_reference(_image_value(workload.os_image, options.arch))
+        vm_size = options.vm_size or self._vm_size(workload, options.arch)
+        custom_data = render_cloud_init(workload)
+        ssh_key = workload.ssh_public_key or self._throwaway_key
+        rg, sub = self.resource_group, self.subscription_id
+        subnet_id = options.subnet_id or (
+            f"{tr.arm_id(sub, rg, tr.VNET_TYPE, tr.VNET_NAME)}/subnets/{tr.SUBNET_NAME}"
+        )
+        nsg_id = tr.arm_id(sub, rg, tr.NSG_TYPE, tr.nsg_name(workload.name))
+        # A public address only when something is reachable: a declared port, or SSH.
+        public = bool(workload.ports) or workload.ssh_public_key is not None
+        requests = []
+        for replica in replicas:
+            name = tr.replica_name(workload.name, replica)
+            body: dict[str, Any] = {"resourceGroup": rg}
+            pip_id = None
+            if public:
+                pip_id = tr.arm_id(sub, rg, tr.PIP_TYPE, tr.ip_name(name))
+                body["publicIPAddress"] = {
+                    "name": tr.ip_name(name),
+                    "parameters": tr.public_ip_body(workload, replica, self.location),
+                }
+            body["networkInterface"] = {
+                "name": tr.nic_name(name),
+                "parameters": tr.nic_body(
+                    workload,
+                    replica,
+                    self.location,
+                    subnet_id=subnet_id,
+                    nsg_id=nsg_id,
+                    public_ip_id=pip_id,
+                ),
+            }
+            body["virtualMachine"] = {
+                "name": name,
+                "parameters": tr.vm_body(
+                    workload,
+                    replica,
+                    self.location,
+                    vm_size=vm_size,
+                    image=image,
+                    custom_data=custom_data,
+                    ssh_public_key=ssh_key,
+                    nic_id=tr.arm_id(sub, rg, tr.NIC_TYPE, tr.nic_name(name)),
+                ),
+            }
+            requests.append(CreateRequest("azure:CreateVM", (replica,), body))
+        return requests
+
+    @cached_property
+    def _throwaway_key(self) -> str:
+        """An SSH public key whose private half was never kept.
+
+        Azure requires some authentication for a Linux VM; with password login
+        disabled and no user key, this key makes the VM reachable by nobody. RSA 3072,
+        the key type every Azure image accepts (Ed25519 is not supported everywhere:
+        learn.microsoft.com/troubleshoot/azure/virtual-machines/ed25519-ssh-keys).
+        """
+        private = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+        public = private.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+        return public.decode() + " vmkit-no-login"
+
+    def _vm_size(self, workload: Workload, arch: tr.Arch) -> str:
+        available: set[str] | None = None
+        if fitting_types("azure", workload.resources, arch=arch):
+            try:
+                sizes = self._paged(
+                    "compute:ListVMSizes",
+                    self.clients.compute.virtual_machine_sizes.list,
+                    self.location,
+                )
+                available = {str(s["name"]) for s in sizes}
+            except AuthError:
+                raise
+            except ProviderError as exc:
+                log.debug("azure: VM sizes unavailable, using the catalog: %s", exc)
+        chosen = resolve_instance_type("azure", workload.resources, arch=arch, available=available)
+        return chosen.name
+
+    # ---------------------------------------------------------- shared state
+
+    def _ensure_shared(self, workload: Workload) -> None:
+        self.network.ensure(workload)
+
+    def _delete_shared(self, workload: str) -> None:
+        self.network.delete_shared(workload)
+
+    # -------------------------------------------------------------- creating
+
+    def _create(self, workload: Workload, request: CreateRequest) -> builtins.list[Machine]:
+        return [self._create_replica(workload, request)]
+
+    def _create_replica(self, workload: Workload, request: CreateRequest) -> Machine:
+        """Public IP, NIC, then the VM, each awaited. On failure everything the replica
+        had is deleted before the error, renamed for the replica, is raised."""
+        body = request.body
+        vm_name = str(body["virtualMachine"]["name"])
+        addresses: tuple[str | None, str | None] = (None, None)
+        try:
+            public: dict[str, str | None] = {}
+            if "publicIPAddress" in body:
+                pip = self.network.create_public_ip(
+                    body["publicIPAddress"]["name"], body["publicIPAddress"]["parameters"]
+                )
+                public[str(pip.get("id") or "").lower()] = (pip.get("properties") or {}).get(
+                    "ipAddress"
+                )
+            nic = self.network.create_nic(
+                body["networkInterface"]["name"], body["networkInterface"]["parameters"]
+            )
+            addresses = nic_addresses(nic, public)
+            vm = as_dict(
+                self._lro(
+                    "compute:CreateVM",
+                    self.clients.compute.virtual_machines.begin_create_or_update,
+                    self.resource_group,
+                    vm_name,
+                    dict(body["virtualMachine"]["parameters"]),
+                )
+            )
+        except ProviderError as exc:
+            self._discard_replica(vm_name)
+            raise _for_replica(exc, vm_name) from exc
+        machine = tr.to_machine(vm, None, private_ip=addresses[0], public_ip=addresses[1])
+        # The create has ended: the VM is up or starting; the next listing says which.
+        return replace(machine, state=MachineState.PENDING)
+
+    def _discard_replica(self, vm_name: str) -> None:
+        # A VM that failed to provision stays, in state Failed, holding its NIC and
+        # disk: delete it first, then whatever deleteOption did not take with it.
+        try:
+            self._lro(
+                "compute:DeleteVM",
+                self.clients.compute.virtual_machines.begin_delete,
+                self.resource_group,
+                vm_name,
+            )
+            self.network.delete_leftovers(vm_name)
+        except ProviderError as exc:
+            log.warning("azure: could not clean up replica %s: %s", vm_name, exc)
+
+    # -------------------------------------------------------------- deleting
+
+    def _delete(self, machines: Sequence[Machine]) -> None:
+        """Delete each VM, then its NIC, public IP and OS disk, ``concurrency`` at a time."""
+        if not machines:
+            return
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(machines))) as pool:
+            futures = [pool.submit(self._delete_one, m) for m in machines]
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        if errors:
+            raise errors[0]  # type: ignore[misc]
+
+    def _delete_one(self, machine: Machine) -> None:
+        with contextlib.suppress(NotFound):
+            self._lro(
+                "compute:DeleteVM",
+                self.clients.compute.virtual_machines.begin_delete,
+                self.resource_group,
+                machine.name,
+            )
+        self.network.delete_leftovers(machine.name, machine.raw)
+
+    # ------------------------------------------------------------- lifecycle
+
+    def _power(self, operation: str, begin: Callable[..., Any], machine: Machine) -> None:
+        self._lro(operation, begin, self.resource_group, machine.name)
+
+    def _start(self, machine: Machine) -> None:
+        self._power("compute:StartVM", self.clients.compute.virtual_machines.begin_start, machine)
+
+    def _stop(self, machine: Machine) -> None:
+        # Deallocate, not power off: a powered-off VM keeps its host and is billed.
+        self._power(
+            "compute:DeallocateVM", self.clients.compute.virtual_machines.begin_deallocate, machine
+        )
+
+    def _reboot(self, machine: Machine) -> None:
+        self._power(
+            "compute:RestartVM", self.clients.compute.virtual_machines.begin_restart, machine
+        )
+
+    def _logs(self, machine: Machine) -> str:
+        data = as_dict(
+            self._call(
+                "compute:RetrieveBootDiagnosticsData",
+                self.clients.compute.virtual_machines.retrieve_boot_diagnostics_data,
+                self.resource_group,
+                machine.name,
+                sas_uri_expiration_time_in_minutes=SAS_MINUTES,
+            )
+        )
+        url = data.get("serialConsoleLogBlobUri")
+        if not url:
+            return ""
+        # A SAS-signed blob URL outside ARM: fetched without the bearer token (plain
+        # urllib, not the ARM pipeline), the signature in the URL is the credential.
+        return self._call("storage:GetSerialLog", _fetch_text, str(url))
+
+    # ------------------------------------------------------------- snapshots
+
+    def _snapshot(self, machine: Machine, name: str) -> Snapshot:
+        return self._disks.snapshot(machine, name)
+
+    def _snapshots(self, workload: str | None) -> builtins.list[Snapshot]:
+        return self._disks.snapshots(workload)
+
+    def _delete_snapshot(self, snapshot_id: str) -> None:
+        self._disks.delete(snapshot_id)
+
+    def _restore(self, machine: Machine, snapshot: Snapshot) -> None:
+        self._disks.restore(machine, snapshot)
+
+
+def _next_page(pages: Any) -> builtins.list[Any] | None:
+    page = next(pages, None)
+    return None if page is None else builtins.list(page)
+
+
+def _fetch_text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=LOG_FETCH_TIMEOUT) as answer:
+        data: bytes = answer.read()
+    return data.decode("utf-8", errors="replace")
+
+
+def _for_replica(exc: ProviderError, replica: str) -> ProviderError:
+    """``exc`` again, same type, its message prefixed with the replica's name."""
+    message = f"{replica}: {exc}"
+    if isinstance(exc, DeployTimeout):
+        return DeployTimeout(
+            message, pending=exc.pending, provider=exc.provider, operation=exc.operation
+        )
+    return type(exc)(message, provider=exc.provider, operation=exc.operation)
+
+
+def _image_value(os_image: str, arch: tr.Arch) -> str:
+    return resolve_image("azure", os_image, arch=arch).value
+
+
+def _check_config(
+    subscription_id: str | None,
+    resource_group: str | None,
+    location: str | None,
+    endpoint: str | None,
+    concurrency: int,
+) -> None:
+    if not (subscription_id or os.environ.get("AZURE_SUBSCRIPTION_ID")):
+        raise ConfigError(
+            "azure: subscription_id is required: connect('azure', subscription_id=...), "
+            "or set AZURE_SUBSCRIPTION_ID"
+        )
+    if not resource_group:
+        raise ConfigError("azure: resource_group is required")
+    if not location:
+        raise ConfigError("azure: location is required, e.g. location='eastus'")
+    if endpoint is not None and not endpoint.lower().startswith(("http://", "https://")):
+        raise ConfigError(f"azure: endpoint must be an http(s) URL, got {endpoint!r}")
+    if concurrency < 1:
+        raise ConfigError(f"azure: concurrency must be at least 1, got {concurrency}")

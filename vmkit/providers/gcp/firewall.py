@@ -1,0 +1,96 @@
+"""The firewall rule a workload owns on Compute Engine: ``vmkit-<workload>``."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from google.cloud import compute_v1
+
+from vmkit.errors import NotFound
+from vmkit.providers.gcp import translate as tr
+from vmkit.spec import Workload
+
+if TYPE_CHECKING:
+    from vmkit.providers.gcp.provider import GcpProvider
+
+__all__ = ["Firewalls"]
+
+
+class Firewalls:
+    """Create, converge and delete the workload's rule through the provider's
+    retried, counted calls."""
+
+    def __init__(self, provider: GcpProvider) -> None:
+        self._p = provider
+
+    def _get(self, name: str) -> dict[str, Any] | None:
+        try:
+            rule = self._p._sdk(
+                "compute:firewalls.get",
+                self._p.clients.firewalls.get,
+                project=self._p.project,
+                firewall=name,
+            )
+        except NotFound:
+            return None
+        return self._p.to_json(rule)
+
+    def ensure(self, workload: Workload) -> None:
+        """Make ``vmkit-<workload>`` allow exactly the declared ingress (or not
+        exist when nothing is declared). Idempotent; waits for the change."""
+        options = tr.parse_options(workload)
+        wanted = tr.firewall_body(
+            workload, network=self._p.network, source_ranges=options.source_ranges
+        )
+        name = tr.firewall_name(workload.name)
+        existing = self._get(name)
+        if wanted is None:
+            if existing is not None:
+                self.delete(workload.name)
+            return
+        resource = compute_v1.Firewall.from_json(json.dumps(wanted))
+        if existing is None:
+            op = self._p._sdk(
+                "compute:firewalls.insert",
+                self._p.clients.firewalls.insert_unary,
+                request_type=compute_v1.InsertFirewallRequest,
+                project=self._p.project,
+                firewall_resource=resource,
+                request_id=str(uuid.uuid4()),
+            )
+        elif tr.firewall_differs(existing, wanted):
+            # update (PUT) replaces the whole rule, so fields added by hand go too.
+            op = self._p._sdk(
+                "compute:firewalls.update",
+                self._p.clients.firewalls.update_unary,
+                request_type=compute_v1.UpdateFirewallRequest,
+                project=self._p.project,
+                firewall=name,
+                firewall_resource=resource,
+                request_id=str(uuid.uuid4()),
+            )
+        else:
+            return
+        self._p.wait_operation(op, "compute:firewalls", name)
+
+    def delete(self, workload: str, *, wait: bool = True) -> None:
+        """Delete the workload's rule; a missing rule is not an error."""
+        name = tr.firewall_name(workload)
+        try:
+            op = self._p._sdk(
+                "compute:firewalls.delete",
+                self._p.clients.firewalls.delete_unary,
+                request_type=compute_v1.DeleteFirewallRequest,
+                project=self._p.project,
+                firewall=name,
+                request_id=str(uuid.uuid4()),
+            )
+        except NotFound:
+            return
+        if wait:
+            try:
+                self._p.wait_operation(op, "compute:firewalls.delete", name)
+            except NotFound:
+                return

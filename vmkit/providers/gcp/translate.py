@@ -1,0 +1,421 @@
+"""Pure functions between vmkit's records and Compute Engine's REST shapes.
+
+Nothing here calls Google. Shapes are those of the compute v1 REST reference
+(https://cloud.google.com/compute/docs/reference/rest/v1/) in their JSON
+spelling (camelCase, int64 as strings), as ``proto.Message.to_dict`` gives
+them: ``instances.bulkInsert``'s ``BulkInsertInstanceResource``, ``Instance``,
+``Firewall``, ``Snapshot``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from vmkit.catalog import PORTABLE_IMAGES, instance_types, resolve_image
+from vmkit.errors import SpecError
+from vmkit.machine import Machine, MachineState, Snapshot
+from vmkit.provider import REPLICA_TAG, SPEC_TAG, WORKLOAD_TAG, ownership_labels
+from vmkit.spec import Workload
+
+__all__ = [
+    "IMAGE_METADATA_KEY",
+    "MACHINE_LABEL",
+    "OPTION_NAMES",
+    "STATES",
+    "Arch",
+    "GcpOptions",
+    "boot_disk",
+    "bulk_insert_body",
+    "disk_gib",
+    "firewall_body",
+    "firewall_name",
+    "image_reference",
+    "last_segment",
+    "needs_attached_gpus",
+    "parse_options",
+    "replica_name",
+    "snapshot_resource_name",
+    "to_machine",
+    "to_snapshot",
+    "user_labels",
+]
+
+Arch = Literal["x86_64", "arm64"]
+
+#: Label of a snapshot: the id of the machine whose boot disk it copies.
+MACHINE_LABEL = "vmkit-machine"
+#: Metadata item recording the image a machine was booted from (labels cannot hold URLs).
+IMAGE_METADATA_KEY = "vmkit-image"
+
+# Instance.status values (compute_v1/types/compute.py, Instance.Status).
+STATES: Mapping[str, MachineState] = {
+    "PROVISIONING": MachineState.PENDING,
+    "STAGING": MachineState.PENDING,
+    "REPAIRING": MachineState.PENDING,
+    "RUNNING": MachineState.RUNNING,
+    "STOPPING": MachineState.STOPPING,
+    "SUSPENDING": MachineState.STOPPING,
+    "TERMINATED": MachineState.STOPPED,
+    "SUSPENDED": MachineState.STOPPED,
+}
+
+# Resource names are RFC 1035 labels (the regex the API quotes in its 400s).
+NAME_RE = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
+# "Metadata must not exceed 512 KB in total" (instance metadata limits,
+# https://cloud.google.com/compute/docs/metadata/setting-custom-metadata#limitations).
+METADATA_LIMIT = 512 * 1024
+OPTION_NAMES = ("accelerator_type", "arch", "disk_type", "machine_type", "source_ranges")
+DISK_TYPES = frozenset({"pd-standard", "pd-balanced", "pd-ssd", "pd-extreme", "hyperdisk-balanced"})
+
+
+@dataclass(frozen=True)
+class GcpOptions:
+    """``Workload.options["gcp"]``, validated."""
+
+    machine_type: str | None = None
+    arch: Arch = "x86_64"
+    source_ranges: tuple[str, ...] = ("0.0.0.0/0",)
+    accelerator_type: str | None = None
+    disk_type: str = "pd-balanced"
+
+
+def _text(options: Mapping[str, Any], key: str) -> str | None:
+    value = options.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not NAME_RE.match(value.strip()):
+        raise SpecError(f"options.gcp.{key}", f"must be a Compute Engine name, got {value!r}")
+    return value.strip()
+
+
+def parse_options(workload: Workload) -> GcpOptions:
+    """Validate ``options["gcp"]``. Raises SpecError naming ``options.gcp.<key>``."""
+    options = workload.options_for("gcp")
+    unknown = sorted(set(options) - set(OPTION_NAMES))
+    if unknown:
+        raise SpecError(
+            f"options.gcp.{unknown[0]}", f"unknown option; accepted: {', '.join(OPTION_NAMES)}"
+        )
+    arch = options.get("arch", "x86_64")
+    if arch not in ("x86_64", "arm64"):
+        raise SpecError("options.gcp.arch", f"must be 'x86_64' or 'arm64', got {arch!r}")
+    ranges: tuple[str, ...] = ("0.0.0.0/0",)
+    given = options.get("source_ranges")
+    if given is not None:
+        if isinstance(given, str) or not isinstance(given, Sequence) or not given:
+            raise SpecError("options.gcp.source_ranges", "must be a non-empty list of CIDRs")
+        try:
+            ranges = tuple(str(ipaddress.ip_network(str(c), strict=False)) for c in given)
+        except ValueError as exc:
+            raise SpecError("options.gcp.source_ranges", str(exc)) from exc
+    disk_type = _text(options, "disk_type") or "pd-balanced"
+    if disk_type not in DISK_TYPES:
+        raise SpecError("options.gcp.disk_type", f"must be one of {', '.join(sorted(DISK_TYPES))}")
+    return GcpOptions(
+        machine_type=_text(options, "machine_type"),
+        arch=arch,
+        source_ranges=ranges,
+        accelerator_type=_text(options, "accelerator_type"),
+        disk_type=disk_type,
+    )
+
+
+def replica_name(workload: str, replica: int) -> str:
+    """The deterministic instance name of a replica: ``<workload>-<replica>``."""
+    return f"{workload}-{replica}"
+
+
+def firewall_name(workload: str) -> str:
+    """The workload's firewall rule, which is also its instances' network tag."""
+    return f"vmkit-{workload}"
+
+
+def last_segment(link: str | None) -> str:
+    """``.../zones/us-central1-a/machineTypes/e2-small`` -> ``e2-small``."""
+    return (link or "").rstrip("/").rsplit("/", 1)[-1]
+
+
+def disk_gib(size: int) -> int:
+    """Bytes -> whole GiB for ``diskSizeGb`` (Compute Engine's GB are GiB), rounded up."""
+    return max(1, math.ceil(size / 2**30))
+
+
+def image_reference(os_image: str, arch: Arch) -> str:
+    """The ``sourceImage`` for ``os_image``: a portable name's image family, or a
+    native image / family path or URL as given. SpecError otherwise."""
+    ref = resolve_image("gcp", os_image, arch=arch)
+    if ref.kind == "family":
+        return ref.value
+    value = ref.value.strip()
+    path = re.sub(r"^https://[^/]+/compute/v1/", "", value)
+    if re.fullmatch(r"projects/[a-z][-a-z0-9.:]*/global/images/(family/)?[a-z][-a-z0-9]*", path):
+        return path
+    raise SpecError(
+        "os_image",
+        f"{os_image!r} is not a portable image ({', '.join(PORTABLE_IMAGES)}) nor an image "
+        "path such as projects/debian-cloud/global/images/family/debian-12",
+    )
+
+
+def needs_attached_gpus(machine_type: str, gpus: int) -> bool:
+    """True when GPUs must be attached as ``guestAccelerators``: accelerator-optimized
+    types (a2, a3, g2...) carry theirs built in, which the catalog records
+    (https://cloud.google.com/compute/docs/accelerator-optimized-machines)."""
+    if gpus <= 0:
+        return False
+    built_in = {t.name for t in instance_types("gcp") if t.gpus > 0}
+    return machine_type not in built_in and not re.match(r"^(a2|a3|a4|g2|g4)-", machine_type)
+
+
+def _metadata(workload: Workload, user_data: str | None, image: str) -> list[dict[str, str]]:
+    items = [{"key": IMAGE_METADATA_KEY, "value": image}]
+    if user_data is not None:
+        # cloud-init reads the "user-data" key on Compute Engine
+        # (https://cloudinit.readthedocs.io/en/latest/reference/datasources/gce.html).
+        items.append({"key": "user-data", "value": user_data})
+    if workload.ssh_public_key is not None:
+        # "USERNAME:KEY" per line (https://cloud.google.com/compute/docs/connect/add-ssh-keys).
+        items.append({"key": "ssh-keys", "value": f"vmkit:{workload.ssh_public_key.strip()}"})
+    return items
+
+
+def metadata_size(workload: Workload, user_data: str | None) -> int:
+    """Bytes the instance metadata takes (keys and values), for the 512 KB limit."""
+    items = _metadata(workload, user_data, "")
+    return sum(len(i["key"].encode()) + len(i["value"].encode()) for i in items)
+
+
+def bulk_insert_body(
+    workload: Workload,
+    *,
+    replicas: Sequence[int],
+    machine_type: str,
+    image: str,
+    user_data: str | None,
+    options: GcpOptions,
+    zone: str,
+    network: str,
+    subnetwork: str | None,
+) -> dict[str, Any]:
+    """The ``BulkInsertInstanceResource`` creating ``replicas`` by name.
+
+    ``minCount == count``: Compute Engine creates all of them or none ("If
+    min_count instances cannot be created, then no instances will be created",
+    BulkInsertInstanceResource.min_count in compute_v1/types/compute.py).
+    ``machineType`` is a bare name ("not a URL", InstanceProperties.machine_type)
+    and so is ``initializeParams.diskType``. bulkInsert cannot label each
+    instance, so the replica index lives in the name.
+    """
+    names = [replica_name(workload.name, r) for r in replicas]
+    nic: dict[str, Any] = {"network": f"global/networks/{network}"}
+    if subnetwork is not None:
+        nic["subnetwork"] = subnetwork
+    if workload.ports:
+        nic["accessConfigs"] = [{"type": "ONE_TO_ONE_NAT", "name": "External NAT"}]
+    labels = ownership_labels(workload)
+    scheduling: dict[str, Any] = {}
+    if workload.spot:
+        # Spot VMs cannot restart automatically nor live-migrate; DELETE on
+        # preemption lets the next deploy recreate the replica, where a STOPped
+        # one would be kept as a deliberate stop
+        # (https://cloud.google.com/compute/docs/instances/create-use-spot).
+        scheduling = {
+            "provisioningModel": "SPOT",
+            "instanceTerminationAction": "DELETE",
+            "automaticRestart": False,
+            "onHostMaintenance": "TERMINATE",
+        }
+    gpus = workload.resources.gpu
+    if gpus > 0:
+        # GPU VMs cannot live-migrate (https://cloud.google.com/compute/docs/gpus).
+        scheduling["onHostMaintenance"] = "TERMINATE"
+    properties: dict[str, Any] = {
+        "machineType": machine_type,
+        "labels": labels,
+        "tags": {"items": [firewall_name(workload.name)]},
+        "metadata": {"items": _metadata(workload, user_data, image)},
+        "disks": [
+            {
+                "boot": True,
+                # The API default is false, which leaks the disk with the VM.
+                "autoDelete": True,
+                "initializeParams": {
+                    "sourceImage": image,
+                    "diskSizeGb": str(disk_gib(workload.resources.disk)),
+                    "diskType": options.disk_type,
+                    "labels": {WORKLOAD_TAG: workload.name},
+                },
+            }
+        ],
+        "networkInterfaces": [nic],
+        "shieldedInstanceConfig": {
+            "enableSecureBoot": True,
+            "enableVtpm": True,
+            "enableIntegrityMonitoring": True,
+        },
+    }
+    if scheduling:
+        properties["scheduling"] = scheduling
+    if needs_attached_gpus(machine_type, gpus) and options.accelerator_type is not None:
+        properties["guestAccelerators"] = [
+            {
+                "acceleratorType": options.accelerator_type,
+                "acceleratorCount": gpus,
+            }
+        ]
+    return {
+        "count": str(len(names)),
+        "minCount": str(len(names)),
+        "perInstanceProperties": {name: {"name": name} for name in names},
+        "instanceProperties": properties,
+    }
+
+
+def firewall_body(
+    workload: Workload, *, network: str, source_ranges: Sequence[str]
+) -> dict[str, Any] | None:
+    """The workload's ingress rule: the declared ports (22/tcp only with an SSH
+    key) from ``source_ranges`` to instances tagged ``vmkit-<workload>``; None
+    when nothing is to be opened."""
+    opened: dict[str, set[int]] = {}
+    for port in workload.ports:
+        opened.setdefault(port.protocol, set()).add(port.port)
+    if workload.ssh_public_key is not None:
+        opened.setdefault("tcp", set()).add(22)
+    if not opened:
+        return None
+    name = firewall_name(workload.name)
+    return {
+        "name": name,
+        "description": f"vmkit workload {workload.name}: declared ports only",
+        "network": f"global/networks/{network}",
+        "direction": "INGRESS",
+        "priority": 1000,
+        "allowed": [
+            {"IPProtocol": proto, "ports": [str(p) for p in sorted(opened[proto])]}
+            for proto in sorted(opened)
+        ],
+        "sourceRanges": list(source_ranges),
+        "targetTags": [name],
+    }
+
+
+def firewall_differs(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """True when ``existing`` lets in anything else than ``wanted`` (or less)."""
+
+    def opened(rule: Mapping[str, Any]) -> set[tuple[str, str]]:
+        return {
+            (str(a.get("IPProtocol", "")).lower(), str(p))
+            for a in rule.get("allowed") or []
+            for p in a.get("ports") or ["*"]
+        }
+
+    return (
+        opened(existing) != opened(wanted)
+        or bool(existing.get("denied"))
+        or set(existing.get("sourceRanges") or []) != set(wanted["sourceRanges"])
+        or set(existing.get("targetTags") or []) != set(wanted["targetTags"])
+        or bool(existing.get("sourceTags"))
+        or bool(existing.get("targetServiceAccounts"))
+        or bool(existing.get("disabled"))
+        or last_segment(existing.get("network")) != last_segment(wanted["network"])
+        or existing.get("direction", "INGRESS") != "INGRESS"
+    )
+
+
+def user_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    """The user's labels: everything but vmkit's own ``vmkit-`` keys."""
+    return {k: v for k, v in labels.items() if not k.startswith("vmkit-")}
+
+
+def _replica(name: str, workload: str, labels: Mapping[str, str]) -> int | None:
+    value = labels.get(REPLICA_TAG)
+    if value is not None and value.isdigit():
+        return int(value)
+    prefix = f"{workload}-"
+    if workload and name.startswith(prefix) and name[len(prefix) :].isdigit():
+        suffix = name[len(prefix) :]
+        if suffix == str(int(suffix)):
+            return int(suffix)
+    return None
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def boot_disk(instance: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The instance's boot ``AttachedDisk``, if any."""
+    for disk in instance.get("disks") or []:
+        if disk.get("boot"):
+            return dict(disk)
+    return None
+
+
+def to_machine(instance: Mapping[str, Any]) -> Machine:
+    """An ``Instance`` (REST JSON) -> Machine; the replica comes from the name."""
+    labels = {str(k): str(v) for k, v in (instance.get("labels") or {}).items()}
+    name = str(instance.get("name", ""))
+    workload = labels.get(WORKLOAD_TAG, "")
+    nics = instance.get("networkInterfaces") or []
+    nic = nics[0] if nics else {}
+    access = (nic.get("accessConfigs") or [{}])[0]
+    metadata = {
+        str(i.get("key")): str(i.get("value", ""))
+        for i in (instance.get("metadata") or {}).get("items") or []
+    }
+    return Machine(
+        id=str(instance["id"]),
+        name=name,
+        provider="gcp",
+        kind="vm",
+        workload=workload,
+        replica=_replica(name, workload, labels),
+        state=STATES.get(str(instance.get("status", "")), MachineState.UNKNOWN),
+        size=last_segment(instance.get("machineType")) or None,
+        image=metadata.get(IMAGE_METADATA_KEY),
+        location=last_segment(instance.get("zone")) or None,
+        private_ip=nic.get("networkIP") or None,
+        public_ip=access.get("natIP") or None,
+        labels=user_labels(labels),
+        created_at=_timestamp(instance.get("creationTimestamp")),
+        spec_hash=labels.get(SPEC_TAG),
+        raw=dict(instance),
+    )
+
+
+def snapshot_resource_name(machine_name: str, name: str, suffix: str) -> str:
+    """A project-unique snapshot name from the machine's and the user's: lowercase,
+    ``[-a-z0-9]``, at most 63 characters, ending with ``suffix``."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    head = f"{machine_name}-{slug}" if slug else machine_name
+    head = head[: 62 - len(suffix)].rstrip("-")
+    return f"{head}-{suffix}"
+
+
+def to_snapshot(snapshot: Mapping[str, Any]) -> Snapshot:
+    """A ``Snapshot`` vmkit made (REST JSON) -> Snapshot; its id is its resource name
+    and its name the one the user gave (kept in ``description``)."""
+    labels = {str(k): str(v) for k, v in (snapshot.get("labels") or {}).items()}
+    return Snapshot(
+        id=str(snapshot["name"]),
+        name=str(snapshot.get("description") or snapshot["name"]),
+        provider="gcp",
+        workload=labels.get(WORKLOAD_TAG, ""),
+        machine_id=labels.get(MACHINE_LABEL),
+        state=str(snapshot.get("status", "unknown")).lower(),
+        created_at=_timestamp(snapshot.get("creationTimestamp")),
+        labels=user_labels(labels),
+        raw=dict(snapshot),
+    )
