@@ -170,6 +170,7 @@ def test_no_credentials_is_an_auth_error(
     with pytest.raises(vmkit.AuthError) as info:
         aws.list()
     assert isinstance(info.value.__cause__, NoCredentialsError)
+    assert "AWS_ACCESS_KEY_ID" in str(info.value)  # says how to fix it
 
 
 def test_botocore_does_not_retry_underneath_vmkit(aws: AwsProvider) -> None:

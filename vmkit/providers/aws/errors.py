@@ -152,7 +152,12 @@ class AwsErrors:
         if isinstance(exc, ClientError):
             return self._translate_client_error(exc, operation)
         if isinstance(exc, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
-            return AuthError(f"{operation}: {exc}", provider=PROVIDER, operation=operation)
+            return AuthError(
+                f"{operation}: {exc}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                "pass profile= (see `aws configure`), or run where an instance role applies",
+                provider=PROVIDER,
+                operation=operation,
+            )
         if isinstance(exc, ProfileNotFound):
             return ConfigError(f"aws: {exc}")
         if self.is_retryable(exc):
