@@ -112,6 +112,19 @@ def ensure_venv(extras: Sequence[str]) -> None:
     STAMP.write_text(json.dumps({"pyproject": digest, "extras": sorted(wanted | installed)}))
 
 
+def ensure_plugin() -> None:
+    """Install the example backend (examples/provider-plugin) into .venv: its
+    tests reach it through its entry point, as a user's would."""
+    source = ROOT / "examples" / "provider-plugin"
+    digest = hashlib.sha256((source / "pyproject.toml").read_bytes()).hexdigest()
+    stamp = _read_stamp()
+    if stamp.get("plugin") == digest:
+        return
+    _must([BIN / "python", "-m", "pip", "install", "--disable-pip-version-check", "-q",
+           "--no-deps", "-e", source])  # fmt: skip
+    STAMP.write_text(json.dumps({**stamp, "plugin": digest}))
+
+
 def demo(args: Sequence[str]) -> int:
     """Install what the demo needs and run it."""
     ensure_venv(DEMO_EXTRAS)
@@ -121,6 +134,7 @@ def demo(args: Sequence[str]) -> int:
 def test(args: Sequence[str]) -> int:
     """Lint, type-check, build the docs and run the tests, stopping at the first failure."""
     ensure_venv(TEST_EXTRAS)
+    ensure_plugin()
     with tempfile.TemporaryDirectory(prefix="vmkit-site-") as site:
         steps: list[list[str | Path]] = [
             [BIN / "ruff", "check", "."],

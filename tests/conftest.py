@@ -7,6 +7,16 @@ from typing import Any
 
 import pytest
 
+
+@pytest.fixture(autouse=True)
+def _no_user_targets(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Keep a developer's own targets file ($VMKIT_CONFIG, ~/.config/vmkit) out of tests."""
+    monkeypatch.delenv("VMKIT_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
+
+
 # ------------------------------------------------------------------------ AWS
 
 

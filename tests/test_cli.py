@@ -424,7 +424,7 @@ def test_malformed_config_is_a_usage_error(cloud: Cloud) -> None:
     result = run("ls", "--on", "memory", "-c", "novalue")
     assert result.exit_code == 2
     assert "'novalue' is not key=value" in result.stderr
-    assert run("ls").exit_code == 2, "--on is required"
+    assert run("ls", "-c", "region=x").exit_code == 2, "-c needs --on"
 
 
 # ------------------------------------------------------------------- errors

@@ -23,6 +23,10 @@ _EXPORTS = {
     "connect": "vmkit.registry",
     "available": "vmkit.registry",
     "register": "vmkit.registry",
+    "fleet": "vmkit._fleet",
+    "Fleet": "vmkit._fleet",
+    "FleetEntry": "vmkit._fleet",
+    "load_targets": "vmkit.targets",
     "VmkitError": "vmkit.errors",
     "SpecError": "vmkit.errors",
     "ConfigError": "vmkit.errors",
@@ -39,6 +43,8 @@ __all__ = [
     "AuthError",
     "ConfigError",
     "DeployTimeout",
+    "Fleet",
+    "FleetEntry",
     "Machine",
     "MachineState",
     "NotFound",
@@ -56,10 +62,13 @@ __all__ = [
     "Workload",
     "available",
     "connect",
+    "fleet",
+    "load_targets",
     "register",
 ]
 
 if TYPE_CHECKING:
+    from vmkit._fleet import Fleet, FleetEntry, fleet
     from vmkit.errors import (
         AuthError,
         ConfigError,
@@ -76,6 +85,7 @@ if TYPE_CHECKING:
     from vmkit.provider import Plan, Provider
     from vmkit.registry import available, connect, register
     from vmkit.spec import Port, Resources, Workload
+    from vmkit.targets import load_targets
 
 
 def __getattr__(name: str) -> Any:

@@ -69,14 +69,48 @@ def load(name: str) -> type[Provider]:
 
 
 def connect(name: str, **config: Any) -> Provider:
-    """Connect to a backend: ``connect("aws", region="eu-west-1")``.
+    """Connect to a backend: ``connect("aws", region="eu-west-1")``, or to a
+    target of the targets file: ``connect("prod-aws")``.
 
     ``config`` is the backend's own options (see its docs page) plus the
     shared ones: ``retry_attempts``, ``retry_timeout`` (seconds),
-    ``poll_interval`` and ``timeout``. An unknown option raises ConfigError
-    listing the accepted ones. No API call is made.
+    ``poll_interval`` and ``timeout``. For a target, its options from the
+    file come first and ``config`` overrides them; a name that is both a
+    target and a provider is the target. An unknown option raises
+    ConfigError listing the accepted ones; an unknown name lists the
+    providers and the targets. No API call is made.
     """
-    cls = load(name)
+    # Imported here: the targets file is looked up at connect(), never at import.
+    from vmkit.targets import load_targets
+
+    targets = load_targets()
+    target = targets.get(name)
+    if target is None:
+        if name not in _registered and name not in _entry_points():
+            known = ", ".join(available()) or "none"
+            where = (
+                f"targets in {targets.path}: {', '.join(targets.names()) or 'none'}"
+                if targets.path is not None
+                else "no targets file"
+            )
+            raise ConfigError(f"unknown provider {name!r}; installed providers: {known}; {where}")
+        return _connect(name, load(name), config)
+    try:
+        cls = load(target.provider)
+    except ConfigError as exc:
+        raise ConfigError(f"{target.where()}: key 'provider': {exc}") from exc
+    accepted = accepted_options(cls)
+    if accepted is not None:
+        unknown = sorted(set(target.options) - accepted)
+        if unknown:
+            raise ConfigError(
+                f"{target.where()}: key {unknown[0]!r} is not an option of the "
+                f"{target.provider} provider; accepted: {', '.join(sorted(accepted))}"
+            )
+    return _connect(target.provider, cls, {**target.options, **config})
+
+
+def _connect(name: str, cls: type[Provider], config: dict[str, Any]) -> Provider:
     accepted = accepted_options(cls)
     if accepted is not None:
         unknown = sorted(set(config) - accepted)

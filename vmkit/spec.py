@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +27,7 @@ from pydantic import (
     WithJsonSchema,
     field_validator,
 )
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from vmkit.errors import SpecError
 
@@ -91,7 +93,11 @@ def parse_size(value: Any) -> int:
         raise ValueError(f"{value!r} has no unit; write e.g. '{number}GiB' or '{number}MiB'")
     if factor is None:
         raise ValueError(f"unknown unit {unit!r} in {value!r}; use KiB, MiB, GiB, TiB, KB, MB, GB")
-    size = int(float(number) * factor)
+    scaled = float(number) * factor
+    if not math.isfinite(scaled):
+        # float() of a few hundred digits is inf, and int(inf) an OverflowError.
+        raise ValueError(f"{value!r} is too large to be a size")
+    size = int(scaled)
     if size <= 0:
         raise ValueError("must be positive")
     return size
@@ -161,10 +167,14 @@ class Resources(_Model):
     def _cpu_number(cls, value: Any) -> Any:
         if isinstance(value, bool):
             raise ValueError("expected a number of vCPUs, got a boolean")
-        if isinstance(value, int):
-            return float(value)
-        if isinstance(value, str) and value.endswith("m") and value[:-1].isdigit():
-            return int(value[:-1]) / 1000  # Kubernetes millicores, "500m"
+        try:
+            if isinstance(value, int):
+                return float(value)
+            if isinstance(value, str) and value.endswith("m") and value[:-1].isdigit():
+                return int(value[:-1]) / 1000  # Kubernetes millicores, "500m"
+        except OverflowError as exc:
+            # An integer beyond a float's range: far over any machine's vCPUs.
+            raise ValueError("is too large a number of vCPUs") from exc
         return value
 
     @field_validator("memory")
@@ -252,6 +262,9 @@ class Workload(_Model):
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise SpecError("", f"{source} is not valid YAML: {exc}") from exc
+        except RecursionError as exc:
+            # PyYAML's composer recurses once per nesting level ("[[[[...").
+            raise SpecError("", f"{source} is nested too deeply to be a workload") from exc
         return cls.from_dict(data)
 
     @field_validator("name")
@@ -305,6 +318,19 @@ class Workload(_Model):
                     f"label {key!r}: value {item!r} may hold only lowercase letters, "
                     "digits, '_' and '-' (63 at most)"
                 )
+        return value
+
+    @field_validator("options")
+    @classmethod
+    def _plain_options(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        # spec_hash and the backends turn options into JSON; a YAML !!binary
+        # that is not UTF-8, or a Python object, would fail there instead.
+        try:
+            json.dumps(to_jsonable_python(value))
+        except (ValueError, TypeError, PydanticSerializationError) as exc:
+            raise ValueError(
+                "must hold plain YAML/JSON values (strings, numbers, booleans, lists, mappings)"
+            ) from exc
         return value
 
     @field_validator("ssh_public_key")

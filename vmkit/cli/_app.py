@@ -16,15 +16,18 @@ import yaml
 from rich.console import Console
 
 import vmkit
+from vmkit._fleet import Fleet, gather
 from vmkit.cli._output import (
     ProviderStatus,
     detail_table,
     dump_json,
     fleet_table,
+    fleet_view,
     make_console,
     plan_view,
     providers_table,
     snapshots_table,
+    watch_fleet,
 )
 from vmkit.cli._progress import deploy_with_progress
 from vmkit.errors import (
@@ -39,6 +42,7 @@ from vmkit.machine import Machine
 from vmkit.provider import Provider
 from vmkit.registry import accepted_options, available, connect, load
 from vmkit.spec import Workload
+from vmkit.targets import find_target
 
 __all__ = ["EXIT_CODES", "cli", "exit_code", "main"]
 
@@ -104,20 +108,28 @@ class _Group(click.Group):
 
 @dataclass
 class _Target:
-    """The provider a command acts on, and its connect() options."""
+    """What ``--on`` names (a target of the targets file, or a provider), and
+    the connect() options given on the command line."""
 
     name: str
     shorthands: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
 
+    def provider(self) -> str:
+        """The backend name: the target's provider, or ``name`` itself."""
+        target = find_target(self.name)
+        return target.provider if target is not None else self.name
+
     def options(self) -> dict[str, Any]:
-        """connect() keyword arguments: shorthands mapped to the backend's
+        """connect() keyword arguments given here (a target's own options
+        come from the file, below these): shorthands mapped to the backend's
         option names, then ``-c`` pairs (which win)."""
         options: dict[str, Any] = {}
         if self.shorthands:
-            accepted = accepted_options(load(self.name))
+            provider = self.provider()
+            accepted = accepted_options(load(provider))
             for shorthand, value in self.shorthands.items():
-                options[_option_name(self.name, shorthand, accepted)] = value
+                options[_option_name(provider, shorthand, accepted)] = value
         options.update(self.config)
         return options
 
@@ -152,31 +164,45 @@ def _parse_config(
     return config
 
 
-def _with_provider(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add ``--on`` and the provider options; the command gets ``target``."""
+def _provider_options(*, required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add ``--on`` and the provider options; the command gets ``target``
+    (None when ``--on`` is optional and not given)."""
 
-    @functools.wraps(command)
-    def wrapper(
-        *args: Any,
-        on: str,
-        region: str | None,
-        profile: str | None,
-        endpoint: str | None,
-        config: dict[str, Any],
-        **kwargs: Any,
-    ) -> Any:
-        given = {"region": region, "profile": profile, "endpoint": endpoint}
-        shorthands = {k: v for k, v in given.items() if v is not None}
-        return command(*args, target=_Target(on, shorthands, config), **kwargs)
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def wrapper(
+            *args: Any,
+            on: str | None,
+            region: str | None,
+            profile: str | None,
+            endpoint: str | None,
+            config: dict[str, Any],
+            **kwargs: Any,
+        ) -> Any:
+            given = {"region": region, "profile": profile, "endpoint": endpoint}
+            shorthands = {k: v for k, v in given.items() if v is not None}
+            if on is None:
+                if shorthands or config:
+                    raise click.UsageError("--region, --profile, --endpoint and -c need --on")
+                return command(*args, target=None, **kwargs)
+            return command(*args, target=_Target(on, shorthands, config), **kwargs)
 
+        return _add_provider_options(wrapper, required=required)
+
+    return decorate
+
+
+def _add_provider_options(wrapper: Callable[..., Any], *, required: bool) -> Callable[..., Any]:
+    every = "" if required else " Without it: every target of the targets file."
     options = [
         click.option(
             "--on",
             "on",
-            required=True,
+            required=required,
             envvar="VMKIT_PROVIDER",
-            metavar="PROVIDER",
-            help="The provider to act on (aws, gcp, azure, kubernetes...). Env: VMKIT_PROVIDER.",
+            metavar="TARGET",
+            help="A target of the targets file (vmkit.yaml), or a provider (aws, gcp, azure, "
+            f"kubernetes...). Env: VMKIT_PROVIDER.{every}",
         ),
         click.option("--region", help="Region (aws: region)."),
         click.option("--profile", help="Credentials profile (aws: profile)."),
@@ -193,6 +219,9 @@ def _with_provider(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         wrapper = option(wrapper)
     return wrapper
+
+
+_with_provider = _provider_options(required=True)
 
 
 def _stdout() -> Console:
@@ -293,14 +322,87 @@ def _show_fleet(machines: Sequence[Machine], output: str, *, empty: str) -> None
         click.echo(empty)
 
 
+def _parse_labels(
+    ctx: click.Context, param: click.Parameter, pairs: Sequence[str]
+) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r} is not key=value", ctx=ctx, param=param)
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def _has_labels(machine: Machine, labels: dict[str, str]) -> bool:
+    return all(machine.labels.get(key) == value for key, value in labels.items())
+
+
+def _fleet_view(target: _Target | None, workload: str | None, labels: dict[str, str]) -> Fleet:
+    """Every target of the targets file, or the one ``--on`` names, listed at once."""
+    if target is not None:
+        return gather(
+            {target.name: (target.provider(), target.connect)}, workload=workload, labels=labels
+        )
+    return vmkit.fleet(workload=workload, labels=labels)
+
+
 @cli.command("ls")
-@_with_provider
+@_provider_options(required=False)
 @click.option("-w", "--workload", help="Only this workload's machines.")
+@click.option(
+    "-l",
+    "--label",
+    "labels",
+    multiple=True,
+    callback=_parse_labels,
+    metavar="KEY=VALUE",
+    help="Only machines with this label; repeatable, all must match.",
+)
+@click.option("--watch", is_flag=True, help="Refresh the table until Ctrl-C.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.0),
+    default=5.0,
+    show_default=True,
+    help="Seconds between two refreshes with --watch.",
+)
+@click.option(
+    "--count", type=click.IntRange(min=1), help="With --watch: stop after this many refreshes."
+)
 @_OUTPUT
-def list_machines(target: _Target, workload: str | None, output: str) -> None:
-    """List the machines vmkit manages on the provider."""
-    machines = target.connect().list(workload)
-    _show_fleet(machines, output, empty="no managed machines")
+def list_machines(
+    target: _Target | None,
+    workload: str | None,
+    labels: dict[str, str],
+    watch: bool,
+    interval: float,
+    count: int | None,
+    output: str,
+) -> None:
+    """List the machines vmkit manages, on one target or provider (--on) or
+    on every target of the targets file at once.
+
+    Across targets, a target that fails is one error row and the others are
+    listed; the exit status is then 5.
+    """
+    if watch:
+        if output == "json":
+            raise click.UsageError("--watch shows a table; use -o json without --watch")
+        refresh = functools.partial(_fleet_view, target, workload, labels)
+        status = watch_fleet(refresh, _stdout(), interval=interval, count=count)
+        raise click.exceptions.Exit(status)
+    if target is not None:
+        machines = [m for m in target.connect().list(workload) if _has_labels(m, labels)]
+        _show_fleet(machines, output, empty="no managed machines")
+        return
+    view = _fleet_view(None, workload, labels)
+    if output == "json":
+        _print_json(view.to_records())
+    else:
+        _stdout().print(fleet_view(view))
+    if not view.ok:
+        raise click.exceptions.Exit(5)
 
 
 @cli.command()

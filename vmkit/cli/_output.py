@@ -7,33 +7,42 @@ where they go. Cell text is wrapped in ``Text`` so a machine named
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from rich import box
 from rich.console import Console, Group, RenderableType
+from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from vmkit.machine import Machine, MachineState, Snapshot
 from vmkit.provider import Plan
 
+if TYPE_CHECKING:
+    from vmkit._fleet import Fleet
+
 __all__ = [
     "ProviderStatus",
     "detail_table",
     "dump_json",
     "fleet_table",
+    "fleet_view",
     "format_age",
     "make_console",
     "plan_view",
     "providers_table",
     "snapshots_table",
     "state_text",
+    "targets_table",
+    "watch_fleet",
 ]
 
 #: Columns a user copies into the next command: shown whole whatever the width.
@@ -114,6 +123,28 @@ def _table(columns: Sequence[str], rows: Iterable[Sequence[Text]]) -> Table:
     return table
 
 
+_FLEET_COLUMNS = (
+    "provider", "location", "workload", "name", "id", "kind", "state", "size",
+    "private ip", "public ip", "age",
+)  # fmt: skip
+
+
+def _machine_row(m: Machine, now: datetime | None) -> list[Text]:
+    return [
+        _cell(m.provider),
+        _cell(m.location),
+        _cell(m.workload),
+        _cell(m.name),
+        _cell(m.id),
+        _cell(m.kind),
+        state_text(m.state),
+        _cell(m.size),
+        _cell(m.private_ip),
+        _cell(m.public_ip),
+        _cell(format_age(m.created_at, now)),
+    ]
+
+
 def fleet_table(
     machines: Iterable[Machine],
     *,
@@ -126,29 +157,70 @@ def fleet_table(
     private and public IP, age; ``target_of`` adds a leading "target"
     column (the demo runs one workload on several simulated clouds).
     """
-    columns = ["provider", "location", "workload", "name", "id", "kind", "state", "size"]
-    columns += ["private ip", "public ip", "age"]
+    columns = list(_FLEET_COLUMNS)
     if target_of is not None:
         columns.insert(0, "target")
     rows = []
     for m in machines:
-        row = [
-            _cell(m.provider),
-            _cell(m.location),
-            _cell(m.workload),
-            _cell(m.name),
-            _cell(m.id),
-            _cell(m.kind),
-            state_text(m.state),
-            _cell(m.size),
-            _cell(m.private_ip),
-            _cell(m.public_ip),
-            _cell(format_age(m.created_at, now)),
-        ]
+        row = _machine_row(m, now)
         if target_of is not None:
             row.insert(0, _cell(target_of(m)))
         rows.append(row)
     return _table(columns, rows)
+
+
+def targets_table(view: Fleet, *, now: datetime | None = None) -> Table:
+    """The fleet across targets: a "target" column, then the columns of
+    :func:`fleet_table`, target by target. A target that did not answer is
+    one row: its target and provider, its one-line error where the location
+    goes, and "error" as its state."""
+    rows: list[list[Text]] = []
+    for target in view.targets:
+        if target in view.errors:
+            record = view.error_dict(target)
+            row = [Text("")] * (len(_FLEET_COLUMNS) + 1)
+            row[0], row[1] = _cell(target), _cell(record["provider"])
+            row[2] = Text(record["error"], style="red")
+            row[1 + _FLEET_COLUMNS.index("state")] = Text("error", style="bold red")
+            rows.append(row)
+            continue
+        for entry in view.machines:
+            if entry.target == target:
+                rows.append([_cell(target), *_machine_row(entry.machine, now)])
+    return _table(["target", *_FLEET_COLUMNS], rows)
+
+
+def fleet_view(view: Fleet) -> RenderableType:
+    """The fleet across targets, or a line saying there is nothing in it."""
+    if view.machines or view.errors:
+        return targets_table(view)
+    return Text("no managed machines")
+
+
+def watch_fleet(
+    refresh: Callable[[], Fleet], console: Console, *, interval: float, count: int | None
+) -> int:
+    """Show ``refresh()`` every ``interval`` seconds until Ctrl-C or ``count``
+    refreshes: in place on a terminal, printed again each time elsewhere.
+    Returns the exit status of the last refresh (5 when a target failed)."""
+    status, shown = 0, 0
+    live = Live(console=console, auto_refresh=False) if console.is_terminal else None
+    try:
+        with live if live is not None else contextlib.nullcontext():
+            while True:
+                view = refresh()
+                status = 0 if view.ok else 5
+                if live is not None:
+                    live.update(fleet_view(view), refresh=True)
+                else:
+                    console.print(fleet_view(view))
+                shown += 1
+                if count is not None and shown >= count:
+                    break
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+    return status
 
 
 def _labels(labels: Mapping[str, str]) -> str:

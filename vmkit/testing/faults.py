@@ -151,15 +151,21 @@ class FaultPlan:
             self._rules.clear()
 
     def decide(self, method: str, path: str) -> Decision:
-        """The faults for one request; counts down the rules that fire."""
+        """The faults for one request; counts down the rules that fire.
+
+        Errors and resets are decided first: a request that fails never
+        reaches the handler, so a "drop the response" rule does not fire on
+        it (and keeps its count for a request that does commit).
+        """
         decision = Decision()
         with self._lock:
-            for rule in self._rules:
+            for rule in sorted(self._rules, key=lambda r: r.kind == "drop"):
                 if not rule.matches(method, path):
                     continue
-                if rule.rate < 1.0 and self._rng.random() >= rule.rate:
+                failed = decision.status is not None or decision.reset
+                if rule.kind in ("status", "drop") and failed:
                     continue
-                if rule.kind == "status" and (decision.status is not None or decision.reset):
+                if rule.rate < 1.0 and self._rng.random() >= rule.rate:
                     continue
                 if rule.count is not None:
                     rule.count -= 1

@@ -117,12 +117,15 @@ class Network:
         have = tr.existing_rules(group.get("IpPermissions") or [])
         extra, missing = have - wanted, wanted - have
         if extra:
-            self._p._call(
-                "ec2:RevokeSecurityGroupIngress",
-                self._ec2.revoke_security_group_ingress,
-                GroupId=group["GroupId"],
-                IpPermissions=tr.permissions(extra),
-            )
+            try:
+                self._revoke(group, extra)
+            except NotFound:
+                # A retried revoke whose first answer was lost: the rules may
+                # be gone already. Read the group again; revoke what is left.
+                fresh = self._describe_group(str(group["GroupId"]))
+                left = tr.existing_rules(fresh.get("IpPermissions") or []) - wanted
+                if left:
+                    self._revoke(fresh, left)
         if missing:
             try:
                 self._p._call(
@@ -151,13 +154,45 @@ class Network:
             # Instances already running keep the key they booted with.
             self._p._call("ec2:DeleteKeyPair", self._ec2.delete_key_pair, KeyName=name)
         tags = {WORKLOAD_TAG: workload, tr.KEY_HASH_TAG: digest}
+        try:
+            self._p._call(
+                "ec2:ImportKeyPair",
+                self._ec2.import_key_pair,
+                KeyName=name,
+                PublicKeyMaterial=public_key.encode(),
+                TagSpecifications=[{"ResourceType": "key-pair", "Tags": tr.tag_list(tags)}],
+            )
+        except ProviderError as exc:
+            # A retried import whose first answer was lost finds its own pair:
+            # fine when it carries this key's digest.
+            if aws_error_code(exc) != "InvalidKeyPair.Duplicate":
+                raise
+            again = self._p._call(
+                "ec2:DescribeKeyPairs",
+                self._ec2.describe_key_pairs,
+                Filters=[{"Name": "key-name", "Values": [name]}],
+            )
+            if not any(
+                tr.tags_of(p).get(tr.KEY_HASH_TAG) == digest for p in again.get("KeyPairs", [])
+            ):
+                raise
+
+    def _revoke(self, group: Mapping[str, Any], rules: set[tr.Rule]) -> None:
         self._p._call(
-            "ec2:ImportKeyPair",
-            self._ec2.import_key_pair,
-            KeyName=name,
-            PublicKeyMaterial=public_key.encode(),
-            TagSpecifications=[{"ResourceType": "key-pair", "Tags": tr.tag_list(tags)}],
+            "ec2:RevokeSecurityGroupIngress",
+            self._ec2.revoke_security_group_ingress,
+            GroupId=group["GroupId"],
+            IpPermissions=tr.permissions(rules),
         )
+
+    def _describe_group(self, group_id: str) -> Mapping[str, Any]:
+        answer = self._p._call(
+            "ec2:DescribeSecurityGroups", self._ec2.describe_security_groups, GroupIds=[group_id]
+        )
+        groups = answer.get("SecurityGroups") or []
+        if not groups:
+            raise NotFound(f"security group {group_id} is gone", provider="aws")
+        return dict(groups[0])
 
     def delete(self, workload: str, *, patience: float | None = None) -> None:
         """Delete every security group and key pair tagged with the workload.

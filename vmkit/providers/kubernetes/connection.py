@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import yaml
 from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 
@@ -155,7 +156,9 @@ def open_connection(
                     "kubernetes: no credentials: pass host= and token=, a kubeconfig "
                     "(kubeconfig=, $KUBECONFIG or ~/.kube/config), or run in a cluster"
                 )
-    except (ConfigException, OSError, KeyError, TypeError, ValueError) as exc:
+    # The client's loaders yaml.safe_load the kubeconfig and let a YAMLError
+    # through (KubeConfigMerger.load_config, kubernetes/config/kube_config.py).
+    except (ConfigException, OSError, KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
         if isinstance(exc, ConfigError):
             raise
         raise ConfigError(f"kubernetes: cannot load the configuration: {exc}") from exc
@@ -192,7 +195,7 @@ def credentials_problem(
     if source is not None:
         try:
             _context(source, context)
-        except (ConfigException, OSError, KeyError, TypeError, ValueError) as exc:
+        except (ConfigException, OSError, KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
             return f"kubeconfig: {exc}"
         return None
     if _in_cluster():

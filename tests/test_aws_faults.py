@@ -1,0 +1,156 @@
+"""vmkit's EC2 backend under faults, over HTTP, with ClientToken honoured.
+
+The backend talks to moto_server through :class:`vmkit.testing.fakes.aws.AwsFront`,
+which loses answers after moto committed and throttles or fails requests as
+EC2 does, so what is checked is what a user would see on AWS: no duplicate
+instance, a deploy that survives a throttling storm, and a bounded failure.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+import vmkit
+from vmkit.testing.fakes.aws import AwsFront, aws_front
+from vmkit.testing.faults import FaultPlan
+
+
+@pytest.fixture
+def plan() -> FaultPlan:
+    return FaultPlan(seed=20261127)
+
+
+@pytest.fixture
+def front(plan: FaultPlan) -> Iterator[AwsFront]:
+    with aws_front(faults=plan) as running:
+        yield running
+
+
+def workload(name: str = "web", replicas: int = 10) -> vmkit.Workload:
+    return vmkit.Workload(name=name, replicas=replicas, image="nginx:1.27", ports=[80])
+
+
+def every_instance(front: AwsFront) -> list[dict[str, Any]]:
+    """All instances moto holds, straight from moto (no front, no faults)."""
+    host, port = front.upstream
+    ec2 = boto3.client(
+        "ec2",
+        endpoint_url=f"http://{host}:{port}",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    reservations = ec2.describe_instances()["Reservations"]
+    return [i for r in reservations for i in r["Instances"]]
+
+
+def test_deploy_under_lost_answers_and_errors_makes_no_duplicate(
+    front: AwsFront, plan: FaultPlan
+) -> None:
+    dropped = plan.drop_responses(count=1, path="^/ec2/RunInstances$")
+    # FaultPlan lets a drop fire on a request it also fails with a status, and
+    # then nothing commits; so the random failures spare RunInstances, whose
+    # first answer is lost after the launch.
+    others = "^(?!/ec2/RunInstances$)"
+    throttled = plan.fail(503, count=None, rate=0.1, path=others)
+    failed = plan.fail(500, count=None, rate=0.1, path=others)
+    aws = vmkit.connect("aws", **front.config(), retry_attempts=12)
+
+    started = time.monotonic()
+    aws.deploy(workload(replicas=10))
+    elapsed = time.monotonic() - started
+
+    calls = dict(aws.api_calls)
+    report = (
+        f"api_calls={calls}, front={dict(front.requests)}, replays={front.replays}, "
+        f"faults: dropped={dropped.fired} throttled={throttled.fired} failed={failed.fired}, "
+        f"{elapsed:.1f}s"
+    )
+    machines = aws.list("web")
+    instances = every_instance(front)
+    assert len(machines) == 10, report
+    assert sorted(m.replica for m in machines) == list(range(10)), report
+    assert len(instances) == 10, report  # nothing launched twice, nothing orphaned
+    assert len({i["InstanceId"] for i in instances}) == 10, report
+    # The faults did happen: the lost answer was retried into a replay.
+    assert dropped.fired == 1, report
+    assert front.replays >= 1, report
+    assert throttled.fired + failed.fired > 0, report
+    assert calls["ec2:RunInstances"] == 2, report
+
+
+def test_a_throttling_storm_passes_within_the_retry_budget(
+    front: AwsFront, plan: FaultPlan
+) -> None:
+    aws = vmkit.connect("aws", **front.config(), retry_attempts=12, retry_timeout=60)
+    storm = plan.fail(503, count=None)
+    calm = threading.Timer(2.0, plan.clear)
+    started = time.monotonic()
+    calm.start()
+    try:
+        aws.deploy(workload(replicas=2))
+    finally:
+        calm.cancel()
+    elapsed = time.monotonic() - started
+
+    assert storm.fired > 0
+    assert len(aws.list("web")) == 2
+    assert len(every_instance(front)) == 2
+    assert 2.0 <= elapsed < 60, f"{elapsed:.1f}s, api_calls={dict(aws.api_calls)}"
+
+
+def test_endless_throttling_raises_throttled_within_the_budget(
+    front: AwsFront, plan: FaultPlan
+) -> None:
+    aws = vmkit.connect("aws", **front.config(), retry_timeout=1.5)
+    plan.fail(503, count=None)
+    started = time.monotonic()
+    with pytest.raises(vmkit.Throttled) as caught:
+        aws.deploy(workload(replicas=2))
+    elapsed = time.monotonic() - started
+
+    assert "RequestLimitExceeded" in str(caught.value)
+    # The budget bounds the waits; one more call's time is all that may pass it.
+    assert elapsed < 5.0, f"{elapsed:.1f}s"
+    assert every_instance(front) == []
+
+
+SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHq0k7OBQjG0l8eW2C/cjV3ZY7H1k6N5kpT0mh1p8W0m me@host"
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        "CreateSecurityGroup",
+        "AuthorizeSecurityGroupIngress",
+        "CreateTags",
+        "TerminateInstances",
+        "DeleteSecurityGroup",
+        "DeleteKeyPair",
+        "ImportKeyPair",
+        "RevokeSecurityGroupIngress",
+    ],
+)
+def test_a_lost_answer_of_any_write_is_survived(
+    front: AwsFront, plan: FaultPlan, action: str
+) -> None:
+    aws = vmkit.connect("aws", **front.config(), retry_timeout=10)
+    lost = plan.drop_responses(count=1, path=f"^/ec2/{action}$")
+    for ports in ([80], [443]):  # the second deploy revokes 80 and authorizes 443
+        aws.deploy(
+            vmkit.Workload(
+                name="web", replicas=1, image="nginx:1.27", ports=ports, ssh_public_key=SSH_KEY
+            )
+        )
+    aws.destroy("web")
+
+    assert lost.fired == 1, f"{action} was never called: {dict(aws.api_calls)}"
+    assert aws.api_calls[f"ec2:{action}"] >= 2
+    assert aws.list() == []
+    assert [i for i in every_instance(front) if i["State"]["Name"] != "terminated"] == []
