@@ -128,6 +128,13 @@ def test_yaml_errors_are_spec_errors(tmp_path: Path) -> None:
     with pytest.raises(vmkit.SpecError) as info:
         vmkit.Workload.from_yaml(path)
     assert info.value.field == "resources.cpu"
+    laughs = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(9)
+    )
+    path.write_text(f"name: web\noptions:\n  aws:\n    {laughs.replace(chr(10), chr(10) + '    ')}")
+    with pytest.raises(vmkit.SpecError, match=r"aliases \(\*name\) are not allowed"):
+        vmkit.Workload.from_yaml(path)
     with pytest.raises(vmkit.SpecError, match="cannot read"):
         vmkit.Workload.from_yaml(tmp_path / "missing.yaml")
 

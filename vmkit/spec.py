@@ -140,6 +140,22 @@ def _process_text(value: str) -> str:
 ProcessText = Annotated[str, AfterValidator(_process_text)]
 
 
+class _SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases: a few nested aliases expand a
+    1 KB file into gigabytes ("billion laughs"), and a workload has no use
+    for them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                "aliases (*name) are not allowed in a workload file; write the value out",
+                self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+            )
+        return super().compose_node(parent, index)
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -259,7 +275,7 @@ class Workload(_Model):
     def from_yaml_text(cls, text: str, *, source: str = "<string>") -> Workload:
         """Load a workload from YAML text. Raises SpecError naming the field."""
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_SpecLoader)  # a SafeLoader, without aliases
         except yaml.YAMLError as exc:
             raise SpecError("", f"{source} is not valid YAML: {exc}") from exc
         except RecursionError as exc:
