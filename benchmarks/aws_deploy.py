@@ -11,7 +11,8 @@ round (never one per machine).
 from __future__ import annotations
 
 import argparse
-import time
+
+from _lifecycle import deploy_and_destroy, print_table
 
 import vmkit
 from vmkit.testing.sim import simulated_aws
@@ -25,28 +26,16 @@ def main() -> None:
     with simulated_aws() as config:
         aws = vmkit.connect("aws", **config)
         workload = vmkit.Workload(name="bench", image="nginx:1.27", ports=[80], replicas=replicas)
-        started = time.perf_counter()
-        machines = aws.deploy(workload)
-        deploy_wall = time.perf_counter() - started
-        deploy_calls = dict(aws.api_calls)
-        aws.api_calls.clear()
-        started = time.perf_counter()
-        aws.destroy(workload.name)
-        destroy_wall = time.perf_counter() - started
-        destroy_calls = dict(aws.api_calls)
+        measured = deploy_and_destroy(aws, workload)
 
-    assert len(machines) == replicas
-    operations = sorted(set(deploy_calls) | set(destroy_calls))
-    width = max(len(op) for op in operations)
+    assert len(measured.machines) == replicas
     print(f"{replicas} replicas on simulated AWS (moto {_moto_version()})\n")
-    print(f"{'operation':<{width}}  {'deploy':>6}  {'destroy':>7}")
-    print(f"{'-' * width}  {'-' * 6}  {'-' * 7}")
-    for op in operations:
-        print(f"{op:<{width}}  {deploy_calls.get(op, 0):>6}  {destroy_calls.get(op, 0):>7}")
-    print(f"{'-' * width}  {'-' * 6}  {'-' * 7}")
-    total_deploy, total_destroy = sum(deploy_calls.values()), sum(destroy_calls.values())
-    print(f"{'total API calls':<{width}}  {total_deploy:>6}  {total_destroy:>7}")
-    print(f"{'wall time (s)':<{width}}  {deploy_wall:>6.2f}  {destroy_wall:>7.2f}")
+    print_table(
+        measured.deploy_calls,
+        measured.destroy_calls,
+        total="total API calls",
+        walls=(measured.deploy_wall, measured.destroy_wall),
+    )
 
 
 def _moto_version() -> str:

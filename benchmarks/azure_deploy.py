@@ -16,21 +16,16 @@ import argparse
 import time
 from collections import Counter
 
+from _lifecycle import print_table
+
 import vmkit
 from vmkit.testing.fakes.azure import AzureFake
 from vmkit.testing.fakes.azure.sim import simulated_azure
 
 
 def _table(title: str, deploy: Counter[str], destroy: Counter[str]) -> None:
-    operations = sorted(set(deploy) | set(destroy))
-    width = max([len(op) for op in operations] + [len("total")])
     print(f"\n{title}\n")
-    print(f"{'operation':<{width}}  {'deploy':>6}  {'destroy':>7}")
-    print(f"{'-' * width}  {'-' * 6}  {'-' * 7}")
-    for op in operations:
-        print(f"{op:<{width}}  {deploy.get(op, 0):>6}  {destroy.get(op, 0):>7}")
-    print(f"{'-' * width}  {'-' * 6}  {'-' * 7}")
-    print(f"{'total':<{width}}  {sum(deploy.values()):>6}  {sum(destroy.values()):>7}")
+    print_table(deploy, destroy, total="total")
 
 
 def main() -> None:

@@ -13,7 +13,8 @@ takes one ``instances.delete`` per machine: Compute Engine has no bulk delete.
 from __future__ import annotations
 
 import argparse
-import time
+
+from _lifecycle import deploy_and_destroy, print_table
 
 import vmkit
 from vmkit.testing.fakes.gce.sim import simulated_gcp
@@ -27,28 +28,16 @@ def main() -> None:
     with simulated_gcp(operation_delay=0.2, transition_delay=0.5) as config:
         gcp = vmkit.connect("gcp", **{**config, "poll_interval": 0.25})
         workload = vmkit.Workload(name="bench", image="nginx:1.27", ports=[80], replicas=replicas)
-        started = time.perf_counter()
-        machines = gcp.deploy(workload)
-        deploy_wall = time.perf_counter() - started
-        deploy_calls = dict(gcp.api_calls)
-        gcp.api_calls.clear()
-        started = time.perf_counter()
-        gcp.destroy(workload.name)
-        destroy_wall = time.perf_counter() - started
-        destroy_calls = dict(gcp.api_calls)
+        measured = deploy_and_destroy(gcp, workload)
 
-    assert len(machines) == replicas
-    operations = sorted(set(deploy_calls) | set(destroy_calls))
-    width = max(len(op) for op in operations)
+    assert len(measured.machines) == replicas
     print(f"{replicas} replicas on simulated Compute Engine (google-cloud-compute {_version()})\n")
-    print(f"{'operation':<{width}}  {'deploy':>6}  {'destroy':>7}")
-    print(f"{'-' * width}  {'-' * 6}  {'-' * 7}")
-    for op in operations:
-        print(f"{op:<{width}}  {deploy_calls.get(op, 0):>6}  {destroy_calls.get(op, 0):>7}")
-    print(f"{'-' * width}  {'-' * 6}  {'-' * 7}")
-    total_deploy, total_destroy = sum(deploy_calls.values()), sum(destroy_calls.values())
-    print(f"{'total API requests':<{width}}  {total_deploy:>6}  {total_destroy:>7}")
-    print(f"{'wall time (s)':<{width}}  {deploy_wall:>6.2f}  {destroy_wall:>7.2f}")
+    print_table(
+        measured.deploy_calls,
+        measured.destroy_calls,
+        total="total API requests",
+        walls=(measured.deploy_wall, measured.destroy_wall),
+    )
 
 
 def _version() -> str:

@@ -17,12 +17,11 @@ from typing import Any
 
 from vmkit.testing.fakes._http import HttpError
 from vmkit.testing.fakes.gce.catalog import ACCELERATOR_TYPES, MachineTypeSpec
+from vmkit.testing.fakes.gce.common import check_labels, check_name
 from vmkit.testing.fakes.gce.errors import conflict_error, invalid, not_found
 from vmkit.testing.fakes.gce.render import disk_link, zone_link
 from vmkit.testing.fakes.gce.shapes import (
     LINK_BASE,
-    NAME_RE,
-    NAME_REGEX,
     RefError,
     parse_ref,
 )
@@ -39,16 +38,12 @@ from vmkit.testing.fakes.gce.state import (
 __all__ = [
     "Plan",
     "boot_log",
-    "check_labels",
-    "check_name",
     "commit",
     "plan_instance",
     "plan_new_disk",
 ]
 
 DISK_TYPES = frozenset({"pd-standard", "pd-balanced", "pd-ssd", "pd-extreme", "hyperdisk-balanced"})
-_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 _METADATA_KEY = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 _METADATA_LIMIT = 512 * 1024
 
@@ -91,40 +86,6 @@ class Plan:
     extra: dict[str, Any]
     #: a failure the API only reports on the operation (a boot disk name taken)
     failure: OpError | None = None
-
-
-def check_name(field_name: str, name: object) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise invalid(
-            field_name, name if name is not None else "", f"Must be a match of regex '{NAME_REGEX}'"
-        )
-    return name
-
-
-def check_labels(field_name: str, labels: object) -> dict[str, str]:
-    """Label rules of https://cloud.google.com/compute/docs/labeling-resources:
-    at most 64, keys start with a lowercase letter, lowercase/digits/-/_ only,
-    keys and values up to 63 characters."""
-    if labels is None:
-        return {}
-    if not isinstance(labels, dict) or len(labels) > 64:
-        raise invalid(field_name, labels, "At most 64 labels are allowed.")
-    for key, value in labels.items():
-        if not _LABEL_KEY.match(str(key)):
-            raise invalid(
-                f"{field_name}.key",
-                key,
-                "Label keys must start with a lowercase letter "
-                "and contain only lowercase letters, digits, '-' and '_'.",
-            )
-        if not _LABEL_VALUE.match(str(value)):
-            raise invalid(
-                f"{field_name}.value",
-                value,
-                "Label values may contain only lowercase "
-                "letters, digits, '-' and '_', up to 63 characters.",
-            )
-    return {str(k): str(v) for k, v in labels.items()}
 
 
 def _machine_type(state: GceState, zone: str, body: dict[str, Any], prefix: str) -> MachineTypeSpec:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -9,10 +10,22 @@ from vmkit.testing.fakes._http import Request, Response
 from vmkit.testing.fakes.gce.errors import invalid, not_found
 from vmkit.testing.fakes.gce.filters import FilterError, compile_filter, paginate
 from vmkit.testing.fakes.gce.render import render_operation
-from vmkit.testing.fakes.gce.shapes import LINK_BASE
+from vmkit.testing.fakes.gce.shapes import LINK_BASE, NAME_RE, NAME_REGEX
 from vmkit.testing.fakes.gce.state import GceState, Operation
 
-__all__ = ["body_of", "list_response", "op_response", "replay", "request_id", "zone_of"]
+__all__ = [
+    "body_of",
+    "check_labels",
+    "check_name",
+    "list_response",
+    "op_response",
+    "replay",
+    "request_id",
+    "zone_of",
+]
+
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 
 
 def zone_of(state: GceState, request: Request) -> tuple[str, str]:
@@ -100,3 +113,37 @@ def list_response(request: Request, kind: str, path: str, items: list[dict[str, 
     if token:
         body["nextPageToken"] = token
     return Response(200, body)
+
+
+def check_name(field_name: str, name: object) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise invalid(
+            field_name, name if name is not None else "", f"Must be a match of regex '{NAME_REGEX}'"
+        )
+    return name
+
+
+def check_labels(field_name: str, labels: object) -> dict[str, str]:
+    """Label rules of https://cloud.google.com/compute/docs/labeling-resources:
+    at most 64, keys start with a lowercase letter, lowercase/digits/-/_ only,
+    keys and values up to 63 characters."""
+    if labels is None:
+        return {}
+    if not isinstance(labels, dict) or len(labels) > 64:
+        raise invalid(field_name, labels, "At most 64 labels are allowed.")
+    for key, value in labels.items():
+        if not _LABEL_KEY.match(str(key)):
+            raise invalid(
+                f"{field_name}.key",
+                key,
+                "Label keys must start with a lowercase letter "
+                "and contain only lowercase letters, digits, '-' and '_'.",
+            )
+        if not _LABEL_VALUE.match(str(value)):
+            raise invalid(
+                f"{field_name}.value",
+                value,
+                "Label values may contain only lowercase "
+                "letters, digits, '-' and '_', up to 63 characters.",
+            )
+    return {str(k): str(v) for k, v in labels.items()}

@@ -13,8 +13,16 @@ import re
 from typing import Any
 
 from vmkit.testing.fakes._http import HttpError, Request, Response
-from vmkit.testing.fakes.gce.build import boot_log, check_labels, check_name, commit, plan_instance
-from vmkit.testing.fakes.gce.common import body_of, list_response, op_response, replay, zone_of
+from vmkit.testing.fakes.gce.build import boot_log, commit, plan_instance
+from vmkit.testing.fakes.gce.common import (
+    body_of,
+    check_labels,
+    check_name,
+    list_response,
+    op_response,
+    replay,
+    zone_of,
+)
 from vmkit.testing.fakes.gce.errors import (
     already_exists,
     exhausted_error,

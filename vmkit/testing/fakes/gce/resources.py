@@ -12,8 +12,16 @@ import re
 from typing import Any
 
 from vmkit.testing.fakes._http import HttpError, Request, Response
-from vmkit.testing.fakes.gce.build import check_labels, check_name, plan_new_disk
-from vmkit.testing.fakes.gce.common import body_of, list_response, op_response, replay, zone_of
+from vmkit.testing.fakes.gce.build import plan_new_disk
+from vmkit.testing.fakes.gce.common import (
+    body_of,
+    check_labels,
+    check_name,
+    list_response,
+    op_response,
+    replay,
+    zone_of,
+)
 from vmkit.testing.fakes.gce.errors import already_exists, invalid, not_found
 from vmkit.testing.fakes.gce.render import (
     disk_link,
