@@ -19,9 +19,9 @@ from typing import Protocol, TypeVar
 
 import tenacity
 
-from vmkit.errors import ConfigError, VmkitError
+from vmkit.errors import ConfigError, ProviderError, VmkitError
 
-__all__ = ["ErrorMap", "RetryPolicy", "call_with_retry"]
+__all__ = ["ErrorMap", "RetryPolicy", "call_with_retry", "fallback_error"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -129,3 +129,28 @@ def call_with_retry(
         raise
     except Exception as exc:
         raise errors.translate(exc, operation) from exc
+
+
+def fallback_error(
+    exc: BaseException,
+    operation: str,
+    *,
+    provider: str,
+    service: str,
+    retryable: bool,
+    from_sdk: bool = False,
+) -> ProviderError:
+    """The error for an SDK exception no rule of a backend's ErrorMap matched.
+
+    A retryable failure that outlasted the retries could not reach
+    ``service``: only its type is reported, since connection errors may quote
+    URLs and headers. An error of the SDK's own (``from_sdk``) keeps its
+    message; anything else is reported as unexpected, with its type.
+    """
+    if retryable:
+        message = f"{operation}: cannot reach {service}: {type(exc).__name__}"
+    elif from_sdk:
+        message = f"{operation}: {exc}"
+    else:
+        message = f"{operation}: unexpected {type(exc).__name__}: {exc}"
+    return ProviderError(message, provider=provider, operation=operation)

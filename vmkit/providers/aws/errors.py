@@ -34,6 +34,7 @@ from vmkit.errors import (
     Unsupported,
     VmkitError,
 )
+from vmkit.retry import fallback_error
 
 __all__ = ["AwsErrors", "aws_error_code"]
 
@@ -160,18 +161,13 @@ class AwsErrors:
             )
         if isinstance(exc, ProfileNotFound):
             return ConfigError(f"aws: {exc}")
-        if self.is_retryable(exc):
-            return ProviderError(
-                f"{operation}: cannot reach AWS: {type(exc).__name__}",
-                provider=PROVIDER,
-                operation=operation,
-            )
-        if isinstance(exc, BotoCoreError):
-            return ProviderError(f"{operation}: {exc}", provider=PROVIDER, operation=operation)
-        return ProviderError(
-            f"{operation}: unexpected {type(exc).__name__}: {exc}",
+        return fallback_error(
+            exc,
+            operation,
             provider=PROVIDER,
-            operation=operation,
+            service="AWS",
+            retryable=self.is_retryable(exc),
+            from_sdk=isinstance(exc, BotoCoreError),
         )
 
     def _translate_client_error(self, exc: ClientError, operation: str) -> VmkitError:

@@ -33,6 +33,7 @@ from vmkit.errors import (
     Unsupported,
     VmkitError,
 )
+from vmkit.retry import fallback_error
 
 __all__ = ["AzureErrors", "azure_error_code"]
 
@@ -145,18 +146,13 @@ class AzureErrors:
             )
         if type(exc).__name__ == "CredentialUnavailableError":
             return AuthError(f"{operation}: {exc}", provider=PROVIDER, operation=operation)
-        if self.is_retryable(exc):
-            return ProviderError(
-                f"{operation}: cannot reach Azure: {type(exc).__name__}",
-                provider=PROVIDER,
-                operation=operation,
-            )
-        if isinstance(exc, AzureError):
-            return ProviderError(f"{operation}: {exc}", provider=PROVIDER, operation=operation)
-        return ProviderError(
-            f"{operation}: unexpected {type(exc).__name__}: {exc}",
+        return fallback_error(
+            exc,
+            operation,
             provider=PROVIDER,
-            operation=operation,
+            service="Azure",
+            retryable=self.is_retryable(exc),
+            from_sdk=isinstance(exc, AzureError),
         )
 
     def _translate_response(self, exc: HttpResponseError, operation: str) -> VmkitError:

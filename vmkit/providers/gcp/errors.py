@@ -29,6 +29,7 @@ from vmkit.errors import (
     Unsupported,
     VmkitError,
 )
+from vmkit.retry import fallback_error
 
 __all__ = ["GcpErrors", "error_reasons", "operation_error"]
 
@@ -122,16 +123,12 @@ class GcpErrors:
                 provider=PROVIDER,
                 operation=operation,
             )
-        if self.is_retryable(exc):
-            return ProviderError(
-                f"{operation}: cannot reach Compute Engine: {type(exc).__name__}",
-                provider=PROVIDER,
-                operation=operation,
-            )
-        return ProviderError(
-            f"{operation}: unexpected {type(exc).__name__}: {exc}",
+        return fallback_error(
+            exc,
+            operation,
             provider=PROVIDER,
-            operation=operation,
+            service="Compute Engine",
+            retryable=self.is_retryable(exc),
         )
 
     def _translate_call_error(self, exc: gexc.GoogleAPICallError, operation: str) -> VmkitError:

@@ -424,8 +424,11 @@ class GcpProvider(Provider):
 
     # -------------------------------------------------------------- deleting
 
-    def _instance_call(self, verb: str, method: Any, request_type: Any, machine: Machine) -> Any:
-        # One requestId per call, resent by the retries of that call only.
+    def _instance_call(
+        self, verb: str, method: Any, request_type: Any, machine: Machine, **fields: Any
+    ) -> Any:
+        """One mutating call on ``machine`` (``fields`` added to the request),
+        with a requestId of its own, resent by the retries of that call only."""
         return self._sdk(
             f"compute:instances.{verb}",
             method,
@@ -434,6 +437,7 @@ class GcpProvider(Provider):
             zone=self.zone,
             instance=machine.name,
             request_id=str(uuid.uuid4()),
+            **fields,
         )
 
     def _delete(self, machines: Sequence[Machine]) -> None:

@@ -152,15 +152,12 @@ class Snapshots:
             raise
 
     def _detach(self, machine: Machine, device: str) -> None:
-        op = self._p._sdk(
-            "compute:instances.detachDisk",
+        op = self._p._instance_call(
+            "detachDisk",
             self._p.clients.instances.detach_disk_unary,
-            request_type=compute_v1.DetachDiskInstanceRequest,
-            project=self._p.project,
-            zone=self._p.zone,
-            instance=machine.name,
+            compute_v1.DetachDiskInstanceRequest,
+            machine,
             device_name=device,
-            request_id=str(uuid.uuid4()),
         )
         self._p.wait_operation(op, "compute:instances.detachDisk", machine.name)
 
@@ -172,15 +169,12 @@ class Snapshots:
             auto_delete=True,
             device_name=device,
         )
-        op = self._p._sdk(
-            "compute:instances.attachDisk",
+        op = self._p._instance_call(
+            "attachDisk",
             self._p.clients.instances.attach_disk_unary,
-            request_type=compute_v1.AttachDiskInstanceRequest,
-            project=self._p.project,
-            zone=self._p.zone,
-            instance=machine.name,
+            compute_v1.AttachDiskInstanceRequest,
+            machine,
             attached_disk_resource=attached,
-            request_id=str(uuid.uuid4()),
         )
         self._p.wait_operation(op, "compute:instances.attachDisk", machine.name)
 

@@ -30,6 +30,7 @@ from vmkit.errors import (
     Throttled,
     VmkitError,
 )
+from vmkit.retry import fallback_error
 
 __all__ = ["PROVIDER", "KubernetesErrors", "api_status", "status_body"]
 
@@ -121,16 +122,12 @@ class KubernetesErrors:
                 provider=PROVIDER,
                 operation=operation,
             )
-        if self.is_retryable(exc):
-            return ProviderError(
-                f"{operation}: cannot reach the API server: {type(exc).__name__}",
-                provider=PROVIDER,
-                operation=operation,
-            )
-        return ProviderError(
-            f"{operation}: unexpected {type(exc).__name__}: {exc}",
+        return fallback_error(
+            exc,
+            operation,
             provider=PROVIDER,
-            operation=operation,
+            service="the API server",
+            retryable=self.is_retryable(exc),
         )
 
     def _translate_api(self, exc: ApiException, operation: str) -> VmkitError:
