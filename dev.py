@@ -141,7 +141,8 @@ def test(args: Sequence[str]) -> int:
             [BIN / "ruff", "format", "--check", "."],
             [BIN / "mypy"],
             [BIN / "mkdocs", "build", "--strict", "--quiet", "-d", site],
-            [BIN / "pytest", *args],
+            # Two workers on CI's two cores; `-n 0` in ARGS runs in one process.
+            [BIN / "pytest", "-n", "auto", *args],
         ]
         for step in steps:
             status = _run(step)

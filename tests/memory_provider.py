@@ -13,9 +13,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from vmkit.errors import NotFound, ProviderError, SpecError, VmkitError
-from vmkit.machine import Machine, MachineState, Snapshot
-from vmkit.provider import REPLICA_TAG, SPEC_TAG, WORKLOAD_TAG, CreateRequest, Provider
+from vmkit.errors import NotFound, ProviderError, QuotaExceeded, SpecError, VmkitError
+from vmkit.machine import Machine, MachineState, Orphan, Snapshot
+from vmkit.provider import (
+    REPLICA_TAG,
+    SPEC_TAG,
+    WORKLOAD_TAG,
+    CreateRequest,
+    PartialCreate,
+    Provider,
+)
 from vmkit.spec import Workload
 
 
@@ -43,7 +50,17 @@ class MemoryProvider(Provider):
         self.shared: set[str] = set()
         self.snaps: dict[str, Snapshot] = {}
         self.fail_next_create: BaseException | None = None
+        #: Machines that fit (like EC2 capacity: a launch makes what fits).
+        self.capacity: int | None = None
+        #: The state new machines start in (PENDING holds them there).
+        self.boot_state = MachineState.RUNNING
         self._ids = itertools.count(1)
+
+    def share(self, other: MemoryProvider) -> MemoryProvider:
+        """Use ``other``'s cloud: two connections, as two processes have."""
+        self.machines, self.tokens, self.shared = other.machines, other.tokens, other.shared
+        self.snaps, self._ids = other.snaps, other._ids
+        return self
 
     @property
     def location(self) -> str:
@@ -106,11 +123,14 @@ class MemoryProvider(Provider):
         if body["Token"] in self.tokens:
             return self.tokens[body["Token"]]
         ids = []
-        for _ in range(body["Count"]):
+        count = body["Count"]
+        if self.capacity is not None:
+            count = min(count, max(0, self.capacity - len(self.machines)))
+        for _ in range(count):
             machine_id = f"m-{next(self._ids)}"
             self.machines[machine_id] = {
                 "id": machine_id,
-                "state": MachineState.RUNNING,
+                "state": self.boot_state,
                 "tags": dict(body["Tags"]),
                 "created": datetime.now(UTC),
             }
@@ -120,11 +140,17 @@ class MemoryProvider(Provider):
 
     def _create(self, workload: Workload, request: CreateRequest) -> list[Machine]:
         ids = self._call(request.operation, self._run, dict(request.body))
-        for machine_id, replica in zip(ids, request.replicas, strict=True):
+        for machine_id, replica in zip(ids, request.replicas, strict=False):
             tags = self.machines[machine_id]["tags"]
             tags[REPLICA_TAG] = str(replica)
             tags["Name"] = f"{workload.name}-{replica}"
-        return [self._machine(self.machines[i]) for i in ids]
+        made = [self._machine(self.machines[i]) for i in ids]
+        if len(ids) < len(request.replicas):
+            refused = QuotaExceeded(
+                f"capacity: launched {len(ids)} of {len(request.replicas)}", provider=self.name
+            )
+            raise PartialCreate(made, refused)
+        return made
 
     def _delete(self, machines: Sequence[Machine]) -> None:
         self.api_calls["memory:Delete"] += 1
@@ -133,6 +159,25 @@ class MemoryProvider(Provider):
 
     def _delete_shared(self, workload: str) -> None:
         self.shared.discard(workload)
+
+    def _orphans(self, workload: str | None) -> list[Orphan]:
+        alive = {r["tags"][WORKLOAD_TAG] for r in self.machines.values()}
+        return [
+            Orphan(
+                kind="shared",
+                id=name,
+                name=name,
+                provider=self.name,
+                workload=name,
+                reason="no machine of the workload",
+            )
+            for name in sorted(self.shared - alive)
+            if workload is None or name == workload
+        ]
+
+    def _delete_orphans(self, orphans: Sequence[Orphan]) -> None:
+        for orphan in orphans:
+            self.shared.discard(orphan.id)
 
     def _logs(self, machine: Machine) -> str:
         return f"booted {machine.name}\n"

@@ -16,6 +16,7 @@ import base64
 import math
 import os
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -279,12 +280,52 @@ def test_the_same_client_token_is_resent_on_a_retry(aws: AwsProvider) -> None:
     assert aws.plan(workload("retry", replicas=3)).requests[0].body["ClientToken"] != token
 
 
-def test_a_failure_after_launch_terminates_what_was_launched(aws: AwsProvider) -> None:
+def test_an_instance_that_cannot_be_tagged_is_terminated_and_its_replica_reported(
+    aws: AwsProvider,
+) -> None:
     Intercept(aws.ec2_client, "CreateTags", first(None, ec2_error("InvalidParameterValue")))
-    with pytest.raises(vmkit.ProviderError, match="InvalidParameterValue"):
+    with pytest.raises(vmkit.ProviderError, match="InvalidParameterValue") as caught:
         aws.deploy(workload("half", replicas=3))
+    (failed,) = caught.value.failed
+    kept = aws.list("half")
+    # The two tagged replicas stay; the untagged instance is terminated, not left
+    # as an orphan no listing finds by replica.
+    assert sorted(m.name for m in kept) == sorted({"half-0", "half-1", "half-2"} - {failed})
     assert aws.api_calls["ec2:TerminateInstances"] == 1
-    assert aws.list("half") == []
+    alive = aws.ec2_client.describe_instances(
+        Filters=[
+            {"Name": "tag:vmkit-workload", "Values": ["half"]},
+            {"Name": "instance-state-name", "Values": ["pending", "running"]},
+        ]
+    )["Reservations"]
+    assert sum(len(r["Instances"]) for r in alive) == 2
+    assert len(aws.deploy(workload("half", replicas=3))) == 3
+
+
+def test_a_short_zone_launches_what_fits_after_the_all_or_nothing_request(
+    aws: AwsProvider,
+) -> None:
+    seen = Intercept(
+        aws.ec2_client,
+        "RunInstances",
+        first(ec2_error("InsufficientInstanceCapacity", 500, "no capacity in us-east-1a")),
+    )
+    plan = aws.plan(workload("short", replicas=3))
+    token = plan.requests[0].body["ClientToken"]
+    # moto launches MinCount: the second request (MinCount 1) makes one, as
+    # EC2 does when it has room for one.
+    with pytest.raises(vmkit.QuotaExceeded) as caught:
+        aws.apply(plan)
+    first_try, second_try = seen.bodies
+    assert (first_try["MinCount"], first_try["MaxCount"]) == ("3", "3")
+    assert (second_try["MinCount"], second_try["MaxCount"]) == ("1", "3")
+    assert first_try["ClientToken"] == token != second_try["ClientToken"]
+    reason = caught.value.failed["short-1"]
+    assert caught.value.failed == {"short-1": reason, "short-2": reason}
+    assert "no capacity in us-east-1a" in reason
+    assert "launched 1 of 3" in reason
+    assert [m.name for m in aws.list("short")] == ["short-0"]
+    assert len(aws.deploy(workload("short", replicas=3))) == 3
 
 
 def test_plan_makes_read_only_calls_only(aws: AwsProvider) -> None:
@@ -421,6 +462,14 @@ def test_only_declared_ports_are_opened(aws: AwsProvider) -> None:
     assert group_rules(aws, "vmkit-fw") == anywhere(("tcp", 80), ("udp", 53))
     (found,) = aws.ec2_client.describe_security_groups(GroupNames=["vmkit-fw"])["SecurityGroups"]
     assert tags(found)["vmkit-workload"] == "fw"
+
+
+def test_no_ssh_and_no_key_pair_without_a_key(aws: AwsProvider) -> None:
+    (machine,) = aws.deploy(workload("nokey", replicas=1, image=None, ports=[]))
+    assert group_rules(aws, "vmkit-nokey") == set()
+    assert "KeyName" not in instance(aws, machine.id)
+    named = [{"Name": "key-name", "Values": ["vmkit-nokey"]}]
+    assert aws.ec2_client.describe_key_pairs(Filters=named)["KeyPairs"] == []
 
 
 def test_ssh_opens_only_with_a_key_which_is_imported(aws: AwsProvider) -> None:
@@ -577,6 +626,156 @@ def test_destroy_waits_out_lingering_network_interfaces(aws: AwsProvider) -> Non
     assert groups["SecurityGroups"] == []
 
 
+# ----------------------------------------------------------------------- gc
+
+
+AMAZON_LINUX = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+
+
+def age(resource_id: str, minutes: int) -> None:
+    """Make an instance or volume ``minutes`` older in moto's own state (moto
+    has no API for it): what a crashed deploy left a while ago."""
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.ec2.models import ec2_backends
+
+    backend = ec2_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+    if resource_id.startswith("i-"):
+        found = backend.get_instance(resource_id)
+        found.launch_time -= timedelta(minutes=minutes)
+    else:
+        volume = backend.get_volume(resource_id)
+        volume.create_time -= timedelta(minutes=minutes)
+
+
+def launch_untagged(aws: AwsProvider, name: str) -> dict[str, Any]:
+    """An instance as RunInstances leaves it before vmkit tags its replica."""
+    ami = aws.ssm_client.get_parameter(Name=AMAZON_LINUX)["Parameter"]["Value"]
+    owned = [{"Key": "vmkit-workload", "Value": name}, {"Key": "vmkit-spec", "Value": "0" * 16}]
+    found: dict[str, Any] = aws.ec2_client.run_instances(
+        ImageId=ami,
+        InstanceType="t3.micro",
+        MinCount=1,
+        MaxCount=1,
+        TagSpecifications=[
+            {"ResourceType": "instance", "Tags": owned},
+            {"ResourceType": "volume", "Tags": owned},
+        ],
+    )["Instances"][0]
+    return found
+
+
+def orphan_volume(aws: AwsProvider, name: str) -> str:
+    volume = aws.ec2_client.create_volume(
+        AvailabilityZone="us-east-1a",
+        Size=8,
+        TagSpecifications=[
+            {"ResourceType": "volume", "Tags": [{"Key": "vmkit-workload", "Value": name}]}
+        ],
+    )
+    return str(volume["VolumeId"])
+
+
+def test_gc_finds_each_kind_of_leftover_and_deletes_it(aws: AwsProvider) -> None:
+    aws.deploy(workload("gone", replicas=1, ssh_public_key=SSH_KEY))
+    (machine,) = aws.list("gone")
+    # A crash after a replica was terminated and before destroy deleted the
+    # group and key pair; then a deploy killed between RunInstances and
+    # CreateTags; then a restore killed after CreateVolume.
+    aws.ec2_client.terminate_instances(InstanceIds=[machine.id])
+    debris = launch_untagged(aws, "gone")
+    age(debris["InstanceId"], 11)
+    volume_id = orphan_volume(aws, "gone")
+
+    listed = aws.gc(dry_run=True)
+
+    kinds = sorted((o.kind, o.name) for o in listed)
+    assert kinds == sorted(
+        [
+            ("instance", debris["InstanceId"]),
+            ("key-pair", "vmkit-gone"),
+            ("security-group", "vmkit-gone"),
+            ("volume", volume_id),
+            ("volume", debris["BlockDeviceMappings"][0]["Ebs"]["VolumeId"]),
+        ]
+    )
+    assert {o.workload for o in listed} == {"gone"}
+    assert all(o.provider == "aws" and o.reason for o in listed)
+    assert instance(aws, debris["InstanceId"])["State"]["Name"] == "running"  # dry run
+
+    assert aws.gc() == listed
+    assert instance(aws, debris["InstanceId"])["State"]["Name"] == "terminated"
+    named = [{"Name": "group-name", "Values": ["vmkit-gone"]}]
+    assert aws.ec2_client.describe_security_groups(Filters=named)["SecurityGroups"] == []
+    assert (
+        aws.ec2_client.describe_key_pairs(Filters=[{"Name": "key-name", "Values": ["vmkit-gone"]}])[
+            "KeyPairs"
+        ]
+        == []
+    )
+    owned = [{"Name": "tag:vmkit-workload", "Values": ["gone"]}]
+    assert aws.ec2_client.describe_volumes(Filters=owned)["Volumes"] == []
+    assert aws.gc() == []
+
+
+def test_gc_leaves_live_workloads_and_creates_in_flight_alone(aws: AwsProvider) -> None:
+    aws.deploy(workload("live", replicas=1, ssh_public_key=SSH_KEY))
+    # Another deploy launched this a moment ago and is tagging it: its group
+    # and key pair are in use too.
+    aws.deploy(workload("tagging", replicas=1))
+    aws.ec2_client.terminate_instances(InstanceIds=[m.id for m in aws.list("tagging")])
+    launch_untagged(aws, "tagging")
+    # A restore of a live machine that has just made its new volume.
+    orphan_volume(aws, "live")
+
+    assert aws.gc(dry_run=True) == []
+    assert aws.gc() == []
+    assert len(aws.list("live")) == 1
+
+
+def test_an_unattached_volume_of_a_live_workload_counts_once_it_is_old(aws: AwsProvider) -> None:
+    aws.deploy(workload("restored", replicas=1))
+    volume_id = orphan_volume(aws, "restored")
+    assert aws.gc(dry_run=True) == []
+    age(volume_id, 11)
+    (orphan,) = aws.gc(dry_run=True)
+    assert (orphan.kind, orphan.id) == ("volume", volume_id)
+    assert orphan.reason == "attached to no instance"
+
+
+def test_gc_never_counts_snapshots_nor_what_vmkit_did_not_make(aws: AwsProvider) -> None:
+    (machine,) = aws.deploy(workload("kept", replicas=1))
+    snap = machine.snapshot("backup")
+    aws.destroy("kept")  # the snapshot stays: a backup
+    vpc = aws.ec2_client.describe_vpcs()["Vpcs"][0]["VpcId"]
+    # The user's own resources: vmkit's name without its tag, its tag on another name.
+    aws.ec2_client.create_security_group(
+        GroupName="vmkit-mine", Description="not vmkit's", VpcId=vpc
+    )
+    aws.ec2_client.create_security_group(
+        GroupName="mine",
+        Description="tagged by hand",
+        VpcId=vpc,
+        TagSpecifications=[
+            {"ResourceType": "security-group", "Tags": [{"Key": "vmkit-workload", "Value": "x"}]}
+        ],
+    )
+    aws.ec2_client.create_volume(AvailabilityZone="us-east-1a", Size=8)
+
+    assert aws.gc() == []
+    assert [s.id for s in aws.snapshots("kept")] == [snap.id]
+    names = {g["GroupName"] for g in aws.ec2_client.describe_security_groups()["SecurityGroups"]}
+    assert {"vmkit-mine", "mine"} <= names
+
+
+def test_gc_of_one_workload_leaves_the_others(aws: AwsProvider) -> None:
+    for name in ("one", "two"):
+        aws.deploy(workload(name, replicas=1))
+        aws.ec2_client.terminate_instances(InstanceIds=[m.id for m in aws.list(name)])
+    (orphan,) = aws.gc("one")
+    assert (orphan.kind, orphan.workload) == ("security-group", "one")
+    assert [o.workload for o in aws.gc(dry_run=True)] == ["two"]
+
+
 # --------------------------------------------------------------- snapshots
 
 
@@ -676,10 +875,16 @@ def test_auth_errors_are_not_retried_and_keep_no_secret(aws_config: dict[str, An
 def test_capacity_and_limits_are_quota_errors_not_retried(
     aws: AwsProvider, code: str, status: int
 ) -> None:
-    Intercept(aws.ec2_client, "RunInstances", always(lambda: ec2_error(code, status)))
-    with pytest.raises(vmkit.QuotaExceeded, match=code):
+    seen = Intercept(aws.ec2_client, "RunInstances", always(lambda: ec2_error(code, status)))
+    with pytest.raises(vmkit.QuotaExceeded, match=code) as caught:
         aws.deploy(workload("full", replicas=2, ssh_public_key=SSH_KEY))
-    assert aws.api_calls["ec2:RunInstances"] == 1
+    assert sorted(caught.value.failed) == ["full-0", "full-1"]
+    # Only a zone short of capacity is asked again, for what fits (MinCount 1).
+    counts = [(b["MinCount"], b["MaxCount"]) for b in seen.bodies]
+    if code == "InsufficientInstanceCapacity":
+        assert counts == [("2", "2"), ("1", "2")]
+    else:
+        assert counts == [("2", "2")]
     # Nothing was launched, so the group and key pair made for it are gone too.
     named = [{"Name": "group-name", "Values": ["vmkit-full"]}]
     assert aws.ec2_client.describe_security_groups(Filters=named)["SecurityGroups"] == []

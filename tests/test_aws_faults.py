@@ -36,6 +36,17 @@ def workload(name: str = "web", replicas: int = 10) -> vmkit.Workload:
     return vmkit.Workload(name=name, replicas=replicas, image="nginx:1.27", ports=[80])
 
 
+def alive(front: AwsFront, name: str) -> dict[str, int | None]:
+    """Instance id -> replica of the workload's instances that still exist, from moto."""
+    found = {}
+    for item in every_instance(front):
+        tags = {t["Key"]: t["Value"] for t in item.get("Tags", [])}
+        if tags.get("vmkit-workload") == name and item["State"]["Name"] != "terminated":
+            replica = tags.get("vmkit-replica")
+            found[item["InstanceId"]] = int(replica) if replica is not None else None
+    return found
+
+
 def every_instance(front: AwsFront) -> list[dict[str, Any]]:
     """All instances moto holds, straight from moto (no front, no faults)."""
     host, port = front.upstream
@@ -54,9 +65,8 @@ def test_deploy_under_lost_answers_and_errors_makes_no_duplicate(
     front: AwsFront, plan: FaultPlan
 ) -> None:
     dropped = plan.drop_responses(count=1, path="^/ec2/RunInstances$")
-    # FaultPlan lets a drop fire on a request it also fails with a status, and
-    # then nothing commits; so the random failures spare RunInstances, whose
-    # first answer is lost after the launch.
+    # The random failures spare RunInstances, so that it is sent exactly twice:
+    # once lost after the launch, once replayed.
     others = "^(?!/ec2/RunInstances$)"
     throttled = plan.fail(503, count=None, rate=0.1, path=others)
     failed = plan.fail(500, count=None, rate=0.1, path=others)
@@ -154,3 +164,62 @@ def test_a_lost_answer_of_any_write_is_survived(
     assert aws.api_calls[f"ec2:{action}"] >= 2
     assert aws.list() == []
     assert [i for i in every_instance(front) if i["State"]["Name"] != "terminated"] == []
+
+
+def test_a_short_zone_keeps_what_fits_and_names_the_rest_even_with_lost_answers(
+    front: AwsFront, plan: FaultPlan
+) -> None:
+    aws = vmkit.connect("aws", **front.config(), retry_timeout=10)
+    lost = plan.drop_responses(count=None, each=True, path="^/ec2/RunInstances$")
+    front.limit_capacity(4)
+
+    with pytest.raises(vmkit.QuotaExceeded) as caught:
+        aws.deploy(workload("web", replicas=6))
+
+    error = caught.value
+    assert sorted(error.failed) == ["web-4", "web-5"]
+    assert all("InsufficientInstanceCapacity" in why for why in error.failed.values())
+    assert "launched 4 of 6" in error.failed["web-4"]
+    # The all-or-nothing request was refused; the one for what fits launched
+    # four, and its lost answer was replayed, not launched again.
+    assert lost.fired == 2
+    assert front.replays == 1
+    assert sorted(alive(front, "web").values()) == [0, 1, 2, 3]
+    front.limit_capacity(None)
+    assert [m.name for m in aws.deploy(workload("web", replicas=6))] == [
+        f"web-{i}" for i in range(6)
+    ]
+    assert sorted(alive(front, "web").values()) == list(range(6))
+
+
+def test_atomic_deploy_in_a_short_zone_leaves_nothing(front: AwsFront) -> None:
+    aws = vmkit.connect("aws", **front.config())
+    front.limit_capacity(2)
+    with pytest.raises(vmkit.QuotaExceeded):
+        aws.deploy(workload("web", replicas=3), atomic=True)
+    assert alive(front, "web") == {}
+    assert aws.gc(dry_run=True) == []
+
+
+def test_destroy_of_a_protected_instance_fails_naming_it(front: AwsFront) -> None:
+    aws = vmkit.connect("aws", **front.config(), timeout=5)
+    machines = aws.deploy(workload("web", replicas=3))
+    ec2 = boto3.client(
+        "ec2",
+        endpoint_url=front.url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    ec2.modify_instance_attribute(InstanceId=machines[1].id, DisableApiTermination={"Value": True})
+
+    with pytest.raises(vmkit.ProviderError, match="web-1") as caught:
+        aws.destroy("web")
+
+    assert "OperationNotPermitted" in str(caught.value)
+    # The others are terminated all the same; the protected one and the group stay.
+    assert alive(front, "web") == {machines[1].id: 1}
+    ec2.modify_instance_attribute(InstanceId=machines[1].id, DisableApiTermination={"Value": False})
+    aws.destroy("web")
+    assert alive(front, "web") == {}
+    assert aws.gc(dry_run=True) == []

@@ -164,20 +164,54 @@ def test_ssh_opens_only_with_a_key(azure: vmkit.Provider, fake: AzureFake) -> No
 
 
 @pytest.mark.parametrize("code", ["QuotaExceeded", "AllocationFailed"])
-def test_a_failed_vm_create_leaves_nothing_behind(
+def test_a_vm_that_fails_to_provision_leaves_nothing_behind(
     azure: vmkit.Provider, fake: AzureFake, code: str
 ) -> None:
     fake.fail_vm_create("web-1", code=code, message=f"Not now: {code} in eastus.", count=1)
     with pytest.raises(vmkit.QuotaExceeded) as info:
         azure.deploy(web(replicas=2))
-    assert "web-1" in str(info.value)
-    assert f"Not now: {code} in eastus." in str(info.value)
+    assert info.value.failed == {"web-1": f"Not now: {code} in eastus."}
     assert names(fake, VM) == ["web-0"]
     assert names(fake, NIC) == ["web-0-nic"]
     assert names(fake, PIP) == ["web-0-ip"]
     assert names(fake, DISK) == ["web-0-osdisk"]
     # The next deploy completes the fleet.
     assert [m.replica for m in azure.deploy(web(replicas=2))] == [0, 1]
+
+
+def cores_of_one_vm(azure: vmkit.Provider, fake: AzureFake) -> int:
+    size = vm_parameters(azure.plan(web(replicas=1)))["properties"]["hardwareProfile"]["vmSize"]
+    return fake.vm_sizes[size][0]
+
+
+def test_a_replica_refused_by_the_vcpu_quota_leaves_no_nic_or_ip(
+    azure: vmkit.Provider, fake: AzureFake
+) -> None:
+    fake.set_cores_quota(2 * cores_of_one_vm(azure, fake))
+    # The refused replica's NIC and IP are deleted even when some deletes fail at first.
+    fake.faults.fail(503, count=2, method="DELETE", path="/networkInterfaces/")
+    with pytest.raises(vmkit.QuotaExceeded) as info:
+        azure.deploy(web(replicas=3))
+    (refused,) = info.value.failed
+    assert "exceeding approved Total Regional Cores quota" in info.value.failed[refused]
+    assert refused in str(info.value)
+    kept = sorted({"web-0", "web-1", "web-2"} - {refused})
+    assert names(fake, VM) == kept
+    assert names(fake, NIC) == [f"{n}-nic" for n in kept]
+    assert names(fake, PIP) == [f"{n}-ip" for n in kept]
+    assert fake.count("fault") == 2
+    fake.set_cores_quota(None)
+    assert [m.replica for m in azure.deploy(web(replicas=3))] == [0, 1, 2]
+
+
+def test_an_atomic_deploy_refused_by_the_quota_leaves_nothing(
+    azure: vmkit.Provider, fake: AzureFake
+) -> None:
+    fake.set_cores_quota(cores_of_one_vm(azure, fake))
+    with pytest.raises(vmkit.QuotaExceeded):
+        azure.deploy(web(replicas=2), atomic=True)
+    for kind in (VM, NIC, PIP, DISK, NSG, VNET):
+        assert names(fake, kind) == [], kind
 
 
 def test_throttling_is_retried_by_vmkit_not_the_sdk(azure: vmkit.Provider, fake: AzureFake) -> None:
@@ -348,3 +382,193 @@ def test_unknown_azure_option_is_a_spec_error(azure: vmkit.Provider) -> None:
     with pytest.raises(vmkit.SpecError) as info:
         azure.plan(web(options={"azure": {"size": "big"}}))
     assert info.value.field == "options.azure.size"
+
+
+# ------------------------------------------------------- races and adoption
+
+
+def ssh_keys(fake: AzureFake, name: str) -> list[str]:
+    (vm,) = [v for v in fake.resources(VM) if v["name"] == name]
+    keys = vm["properties"]["osProfile"]["linuxConfiguration"]["ssh"]["publicKeys"]
+    return [k["keyData"] for k in keys]
+
+
+def test_a_deploy_that_raced_another_adopts_its_vms_without_changing_them(
+    azure: vmkit.Provider, config: dict[str, Any], fake: AzureFake
+) -> None:
+    other = vmkit.connect("azure", **config)
+    mine, theirs = azure.plan(web()), other.plan(web())
+    made = other.apply(theirs)
+    keys = ssh_keys(fake, "web-0")
+    adopted = azure.apply(mine)
+    assert [m.id for m in adopted] == [m.id for m in made]
+    assert names(fake, VM) == ["web-0", "web-1"]
+    # Each deploy has its own throwaway key: the VM was never updated with the other's.
+    linux = vm_parameters(mine)["properties"]["osProfile"]["linuxConfiguration"]
+    assert linux["ssh"]["publicKeys"][0]["keyData"] not in keys
+    assert ssh_keys(fake, "web-0") == keys
+
+
+def test_a_vm_of_another_spec_under_the_name_is_left_alone(
+    azure: vmkit.Provider, config: dict[str, Any], fake: AzureFake
+) -> None:
+    stale = azure.plan(web(replicas=1))
+    (newer,) = vmkit.connect("azure", **config).deploy(web(replicas=1, env={"V": "2"}))
+    with pytest.raises(vmkit.ProviderError) as info:
+        azure.apply(stale)
+    assert "web-0" in info.value.failed
+    assert "another spec" in info.value.failed["web-0"]
+    (vm,) = fake.resources(VM)
+    assert vm["properties"]["vmId"].lower() == newer.id
+    assert vm["properties"]["provisioningState"] == "Succeeded"
+    assert names(fake, NIC) == ["web-0-nic"]
+    assert names(fake, PIP) == ["web-0-ip"]
+
+
+def test_a_vm_vmkit_did_not_make_is_never_adopted(azure: vmkit.Provider, fake: AzureFake) -> None:
+    plan = azure.plan(web(replicas=1))
+    body = vm_parameters(plan)
+    clients = make_clients(fake, SIM_SUBSCRIPTION)
+    azure.apply(plan)
+    user_vm = {**body, "tags": {"owner": "someone"}}
+    clients.compute.virtual_machines.begin_create_or_update("rg-test", "web-0", user_vm).result()
+    assert azure.list("web") == []
+    with pytest.raises(vmkit.ProviderError) as info:
+        azure.deploy(web(replicas=1))
+    assert "not made by vmkit" in info.value.failed["web-0"]
+    (vm,) = fake.resources(VM)
+    assert vm["tags"] == {"owner": "someone"}
+
+
+# ------------------------------------------------------ timeouts and locks
+
+
+def test_a_deploy_past_its_timeout_names_the_pending_replicas(
+    azure: vmkit.Provider, fake: AzureFake
+) -> None:
+    fake.hold_provisioning()
+    with pytest.raises(vmkit.DeployTimeout) as info:
+        azure.deploy(web(), timeout=0.5)
+    assert list(info.value.pending) == ["web-0", "web-1"]
+    assert {m.state for m in azure.list("web")} == {vmkit.MachineState.PENDING}
+    fake.release_provisioning()
+    machines = azure.deploy(web())
+    assert [m.state for m in machines] == [vmkit.MachineState.RUNNING] * 2
+    assert names(fake, VM) == ["web-0", "web-1"]
+
+
+def test_destroy_names_a_locked_vm_and_deletes_the_rest(
+    azure: vmkit.Provider, fake: AzureFake
+) -> None:
+    azure.deploy(web())
+    (locked,) = [v["id"] for v in fake.resources(VM) if v["name"] == "web-1"]
+    fake.add_lock(locked, "keep")
+    with pytest.raises(vmkit.ProviderError) as info:
+        azure.destroy("web")
+    assert "web-1" in str(info.value)
+    assert "ScopeLocked" in str(info.value)
+    assert names(fake, VM) == ["web-1"]
+    fake.remove_lock(locked, "keep")
+    azure.destroy("web")
+    for kind in (VM, NIC, PIP, DISK, NSG, VNET):
+        assert names(fake, kind) == [], kind
+
+
+# ----------------------------------------------------------------------- gc
+
+
+def leak(fake: AzureFake, workload: str, replica: int, *, nic: bool = True) -> None:
+    """What a process killed between the IP, NIC and VM PUTs leaves."""
+    clients = make_clients(fake, SIM_SUBSCRIPTION)
+    tags = {"vmkit-workload": workload, "vmkit-replica": str(replica)}
+    ip = clients.network.public_ip_addresses.begin_create_or_update(
+        "rg-test",
+        f"{workload}-{replica}-ip",
+        {
+            "location": "eastus",
+            "tags": tags,
+            "sku": {"name": "Standard"},
+            "properties": {"publicIPAllocationMethod": "Static"},
+        },
+    ).result()
+    if not nic:
+        return
+    subnet = clients.network.subnets.get("rg-test", "vmkit-vnet", "vmkit-subnet")
+    config = {"subnet": {"id": subnet.id}, "publicIPAddress": {"id": ip.id}}
+    clients.network.network_interfaces.begin_create_or_update(
+        "rg-test",
+        f"{workload}-{replica}-nic",
+        {
+            "location": "eastus",
+            "tags": tags,
+            "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": config}]},
+        },
+    ).result()
+
+
+def unattached_disk(fake: AzureFake, name: str, tags: dict[str, str]) -> None:
+    make_clients(fake, SIM_SUBSCRIPTION).compute.disks.begin_create_or_update(
+        "rg-test",
+        name,
+        {
+            "location": "eastus",
+            "tags": tags,
+            "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": 8},
+        },
+    ).result()
+
+
+def test_gc_finds_only_what_vmkit_made_and_no_vm_owns(
+    azure: vmkit.Provider, fake: AzureFake
+) -> None:
+    (live,) = azure.deploy(web(replicas=1))
+    live.snapshot("backup")
+    azure.deploy(web(name="gone", replicas=1))
+    (gone_vm,) = [v for v in fake.resources(VM) if v["name"] == "gone-0"]
+    make_clients(fake, SIM_SUBSCRIPTION).compute.virtual_machines.begin_delete(
+        "rg-test", "gone-0"
+    ).result()
+    assert gone_vm["id"]
+    leak(fake, "web", 1)
+    leak(fake, "web", 2, nic=False)
+    unattached_disk(fake, "web-restore-disk", {"vmkit-workload": "web"})
+    unattached_disk(fake, "users-disk", {"team": "data"})
+    found = azure.gc(dry_run=True)
+    assert sorted((o.kind, o.name, o.workload) for o in found) == [
+        ("disk", "web-restore-disk", "web"),
+        ("nic", "web-1-nic", "web"),
+        ("public-ip", "web-1-ip", "web"),
+        ("public-ip", "web-2-ip", "web"),
+        ("security-group", "vmkit-gone-nsg", "gone"),
+    ]
+    assert names(fake, DISK) == ["users-disk", "web-0-osdisk", "web-restore-disk"]
+    assert azure.gc(workload="gone") == [o for o in found if o.workload == "gone"]
+    assert names(fake, NSG) == ["vmkit-web-nsg"]
+    assert {o.name for o in azure.gc()} == {o.name for o in found if o.workload == "web"}
+    assert azure.gc() == []
+    assert names(fake, NIC) == ["web-0-nic"]
+    assert names(fake, PIP) == ["web-0-ip"]
+    assert names(fake, DISK) == ["users-disk", "web-0-osdisk"]
+    assert [s.name for s in azure.snapshots("web")] == ["backup"]
+    assert azure.get(live.id).state == vmkit.MachineState.RUNNING
+
+
+def test_gc_takes_vmkits_network_once_nothing_else_uses_it(
+    azure: vmkit.Provider, fake: AzureFake
+) -> None:
+    azure.deploy(web(replicas=1))
+    leak(fake, "crashed", 0)
+    azure.destroy("web")
+    assert names(fake, VNET) == ["vmkit-vnet"]  # the leaked NIC still sits in it
+    found = azure.gc()
+    assert sorted((o.kind, o.workload) for o in found) == [
+        ("nic", "crashed"),
+        ("public-ip", "crashed"),
+        ("virtual-network", None),
+    ]
+    for kind in (NIC, PIP, VNET):
+        assert names(fake, kind) == [], kind
+
+
+def test_gc_without_a_resource_group_finds_nothing(azure: vmkit.Provider) -> None:
+    assert azure.gc() == []

@@ -29,8 +29,8 @@ import vmkit
 from vmkit import registry
 from vmkit.cli import _app, cli
 from vmkit.cli._demo import DemoTarget, run_demo
-from vmkit.machine import Machine, MachineState, Snapshot
-from vmkit.provider import CreateRequest
+from vmkit.machine import Machine, MachineState, Orphan, Snapshot
+from vmkit.provider import WORKLOAD_TAG, CreateRequest
 from vmkit.spec import Workload
 from vmkit.testing.sim import simulated_aws
 
@@ -126,6 +126,10 @@ class CloudProvider(MemoryProvider):
     def _logs(self, machine: Machine) -> str:
         self._fault("logs")
         return super()._logs(machine)
+
+    def _orphans(self, workload: str | None) -> list[Orphan]:
+        self._fault("gc")
+        return super()._orphans(workload)
 
 
 class PodProvider(CloudProvider):
@@ -376,6 +380,108 @@ def test_destroy_asks_first_on_a_terminal(cloud: Cloud, monkeypatch: pytest.Monk
     assert cloud.machines == {}
 
 
+# ----------------------------------------------------------------------- gc
+
+#: The fields of a ``vmkit gc -o json`` record of an orphan.
+ORPHAN_FIELDS = {"target", "kind", "id", "name", "provider", "workload", "reason", "deleted"}
+
+
+def orphan_fleet(cloud: Cloud, tmp_path: Path) -> None:
+    """Two workloads whose machines were all removed one by one (``vmkit rm``),
+    which leaves their shared resources behind, and one still running."""
+    for name in ("web", "api", "db"):
+        spec = write_spec(tmp_path, f"name: {name}\nreplicas: 2\n", name=f"{name}.yaml")
+        deploy(spec=spec)
+    for machine_id, record in list(cloud.machines.items()):
+        if record["tags"][WORKLOAD_TAG] != "db":
+            ok("rm", machine_id, "--on", "memory")
+
+
+def test_gc_dry_run_lists_the_orphans_and_gc_deletes_them(cloud: Cloud, tmp_path: Path) -> None:
+    orphan_fleet(cloud, tmp_path)
+    found = as_json("gc", "--on", "memory", "--dry-run")
+    assert all(set(record) == ORPHAN_FIELDS for record in found)
+    assert [(r["target"], r["kind"], r["name"], r["deleted"]) for r in found] == [
+        ("memory", "shared", "api", False),
+        ("memory", "shared", "web", False),
+    ]
+    assert cloud.shared == {"web", "api", "db"}, "a dry run deletes nothing"
+    table = ok("gc", "--on", "memory", "--dry-run").stdout
+    rows = [line.split() for line in table.splitlines()]
+    assert rows[0] == ["target", "provider", "workload", "kind", "name", "action", "reason", "id"]
+    assert rows[2][:5] == ["memory", "memory", "api", "shared", "api"]
+    assert " ".join(rows[2][5:]) == "would delete no machine of the workload api"
+    assert table.endswith("2 orphaned resource(s) would be deleted (dry run)\n")
+
+    out = ok("gc", "--on", "memory").stdout
+    assert out.endswith("deleted 2 orphaned resource(s)\n")
+    assert cloud.shared == {"db"}, "the running workload keeps its shared resources"
+    assert len(cloud.machines) == 2
+    assert ok("gc", "--on", "memory").stdout == "no orphaned resources\n"
+    assert as_json("gc", "--on", "memory") == []
+
+
+def test_gc_of_one_workload_leaves_the_others(cloud: Cloud, tmp_path: Path) -> None:
+    orphan_fleet(cloud, tmp_path)
+    deleted = as_json("gc", "--on", "memory", "--workload", "web")
+    assert [(r["workload"], r["deleted"]) for r in deleted] == [("web", True)]
+    assert cloud.shared == {"api", "db"}
+
+
+def test_gc_asks_first_on_a_terminal(
+    cloud: Cloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    orphan_fleet(cloud, tmp_path)
+    monkeypatch.setattr(_app, "_interactive", lambda: True)
+    refused = run("gc", "--on", "memory", input="n\n")
+    assert refused.exit_code == 1
+    assert "would delete" in refused.stdout, "what would go is shown before the question"
+    assert "Delete these 2 resource(s)?" in refused.stderr
+    assert cloud.shared == {"web", "api", "db"}
+    assert run("gc", "--on", "memory", input="y\n").exit_code == 0
+    assert cloud.shared == {"db"}
+
+
+def test_gc_errors_keep_their_exit_status(cloud: Cloud, tmp_path: Path) -> None:
+    orphan_fleet(cloud, tmp_path)
+    cloud.faults["gc"] = vmkit.AuthError("the credentials were refused")
+    result = run("gc", "--on", "memory")
+    assert (result.exit_code, error_line(result)) == (5, "error: the credentials were refused")
+    result = run("gc")
+    assert result.exit_code == 4
+    assert error_line(result).startswith("error: no targets file: write a vmkit.yaml")
+
+
+def test_gc_without_on_sweeps_every_target_and_reports_the_one_that_fails(
+    cloud: Cloud, tmp_path: Path
+) -> None:
+    orphan_fleet(cloud, tmp_path)
+    targets = tmp_path / "targets.yaml"
+    targets.write_text(
+        "blue: {provider: memory, region: blue-1}\nbroken: {provider: no-such-backend}\n"
+    )
+    env = {"VMKIT_CONFIG": str(targets)}
+    result = run("gc", "--dry-run", "-o", "json", env=env)
+    assert result.exit_code == 5
+    records = json.loads(result.stdout)
+    assert [(r["target"], r.get("workload")) for r in records] == [
+        ("blue", "api"),
+        ("blue", "web"),
+        ("broken", None),
+    ]
+    assert records[2]["provider"] == "no-such-backend"
+    assert records[2]["error_type"] == "ConfigError"
+    assert "unknown provider 'no-such-backend'" in records[2]["error"]
+    table = run("gc", "--yes", env=env)
+    assert table.exit_code == 5
+    rows = [line.split() for line in table.stdout.splitlines()]
+    assert rows[3][:6] == ["blue", "memory", "web", "shared", "web", "deleted"]
+    assert rows[4][:3] == ["broken", "no-such-backend", "error"]
+    # The message wraps with the width of the temporary path: read it whole.
+    assert "unknown provider" in " ".join(word for row in rows[4:] for word in row)
+    assert cloud.shared == {"db"}, "the target that answered was swept all the same"
+
+
 # ----------------------------------------------------------- configuration
 
 
@@ -451,7 +557,9 @@ def test_a_failed_create_exits_5(cloud: Cloud) -> None:
     cloud.faults["create"] = vmkit.QuotaExceeded("InstanceLimitExceeded: too many instances")
     result = run("deploy", str(EXAMPLE), "--on", "memory")
     assert result.exit_code == 5
-    assert result.stderr.endswith("error: InstanceLimitExceeded: too many instances\n")
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("error: ")
+    assert "InstanceLimitExceeded: too many instances" in last
 
 
 def test_an_unsupported_operation_exits_5(cloud: Cloud) -> None:

@@ -46,3 +46,14 @@ def test_latency_adds_up_and_combines_with_other_faults() -> None:
     assert decision.reset
     assert abs(decision.latency - 0.3) < 1e-9
     assert plan.decide("GET", "/x").latency == 0.1
+
+
+def test_each_loses_the_first_answer_of_every_distinct_request_once() -> None:
+    plan = FaultPlan()
+    rule = plan.drop_responses(count=None, each=True, path="/pods$")
+    first = [plan.decide("POST", "/pods", key=f"pod-{i}").drop_response for i in range(3)]
+    retries = [plan.decide("POST", "/pods", key=f"pod-{i}").drop_response for i in range(3)]
+    assert first == [True, True, True]
+    assert retries == [False, False, False]
+    assert rule.fired == 3
+    assert plan.decide("GET", "/pods", key="list").drop_response is False

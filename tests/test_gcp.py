@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -79,24 +80,16 @@ def test_n_replicas_are_one_bulk_insert_waited_on_with_one_list_per_round(
     assert fake.count("instances.bulkInsert") == 1
 
 
-@pytest.mark.parametrize("bulk_existing", ["skip", "conflict"])
 def test_a_lost_bulk_insert_answer_is_retried_with_the_same_request_id(
-    bulk_existing: str,
+    fake: GceFake, gcp: GcpProvider
 ) -> None:
-    with GceFake(
-        operation_delay=0.01,
-        transition_delay=0.02,
-        machine_types=catalog_machine_types(),
-        bulk_existing=bulk_existing,
-    ) as fake:
-        gcp = connect(fake)
-        fake.faults.drop_responses(count=1, path=r"/instances/bulkInsert$")
-        machines = gcp.deploy(web(replicas=3))
-        assert fake.count("instances.bulkInsert") == 2
-        assert sorted(i["name"] for i in fake.instances()) == ["web-0", "web-1", "web-2"]
-        assert len({m.id for m in machines}) == 3
-        bulk_ops = [op for op in fake.state.operations.values() if op.op_type == "bulkInsert"]
-        assert len(bulk_ops) == 1, "the retry replayed the first operation"
+    fake.faults.drop_responses(count=1, path=r"/instances/bulkInsert$")
+    machines = gcp.deploy(web(replicas=3))
+    assert fake.count("instances.bulkInsert") == 2
+    assert sorted(i["name"] for i in fake.instances()) == ["web-0", "web-1", "web-2"]
+    assert len({m.id for m in machines}) == 3
+    bulk_ops = [op for op in fake.state.operations.values() if op.op_type == "bulkInsert"]
+    assert len(bulk_ops) == 1, "the retry replayed the first operation"
 
 
 def test_scaling_up_asks_only_for_the_missing_names(fake: GceFake, gcp: GcpProvider) -> None:
@@ -105,7 +98,8 @@ def test_scaling_up_asks_only_for_the_missing_names(fake: GceFake, gcp: GcpProvi
     (request,) = plan.requests
     resource = request.body["bulkInsertInstanceResource"]
     assert sorted(resource["perInstanceProperties"]) == ["web-1", "web-2"]
-    assert resource["count"] == resource["minCount"] == "2"
+    # minCount 1: Compute Engine makes what fits and refuses the rest
+    assert (resource["count"], resource["minCount"]) == ("2", "1")
     first = request.body["requestId"]
     assert gcp.plan(web(replicas=3)).requests[0].body["requestId"] != first
 
@@ -287,12 +281,31 @@ def test_listing_filters_on_the_workload_label_and_follows_pages(
 def test_quota_refused_up_front_is_quota_exceeded_and_leaves_nothing(
     fake: GceFake, gcp: GcpProvider
 ) -> None:
-    fake.set_quota(cpus=4)
+    fake.set_quota(cpus=1)
     with pytest.raises(QuotaExceeded) as info:
         gcp.deploy(web(replicas=3, resources={"cpu": 2}))
-    assert "Quota 'CPUS' exceeded.  Limit: 4.0 in region us-central1." in str(info.value)
+    assert "Quota 'CPUS' exceeded.  Limit: 1.0 in region us-central1." in str(info.value)
+    assert sorted(info.value.failed) == ["web-0", "web-1", "web-2"]
     assert fake.instances() == []
     assert list(make_clients(fake).firewalls.list(project=PROJECT)) == []
+
+
+def test_a_quota_short_of_the_request_keeps_what_fits_and_names_the_rest(
+    fake: GceFake, gcp: GcpProvider
+) -> None:
+    fake.set_quota(cpus=4)
+    workload = web(replicas=3, resources={"cpu": 2})
+    with pytest.raises(QuotaExceeded) as info:
+        gcp.deploy(workload)
+    assert list(info.value.failed) == ["web-2"]
+    assert "Quota 'CPUS' exceeded.  Limit: 4.0 in region us-central1." in info.value.failed["web-2"]
+    assert "QUOTA_EXCEEDED" in str(info.value)
+    assert sorted(i["name"] for i in fake.instances()) == ["web-0", "web-1"]
+    # the rule serves the replicas that stay
+    assert [f.name for f in make_clients(fake).firewalls.list(project=PROJECT)] == ["vmkit-web"]
+    fake.set_quota(cpus=None)
+    assert [m.name for m in gcp.deploy(workload)] == ["web-0", "web-1", "web-2"]
+    assert fake.count("instances.delete") == 0
 
 
 def test_exhausted_zone_is_quota_exceeded_and_not_retried(fake: GceFake, gcp: GcpProvider) -> None:
@@ -387,3 +400,163 @@ def test_plan_body_is_json_and_round_trips_to_the_sdk(gcp: GcpProvider) -> None:
     message = compute_v1.BulkInsertInstanceResource.from_json(json.dumps(resource))
     assert message.instance_properties.machine_type == resource["instanceProperties"]["machineType"]
     assert "/" not in message.instance_properties.machine_type
+
+
+# ------------------------------------------------------- racing deploys
+
+
+def test_a_deploy_racing_another_adopts_its_instances_and_deletes_none(fake: GceFake) -> None:
+    first, second = connect(fake), connect(fake)
+    workload = web(replicas=3)
+    plans = [first.plan(workload), second.plan(workload)]  # both see an empty zone
+    made = first.apply(plans[0])
+    adopted = second.apply(plans[1])
+    assert [m.id for m in adopted] == [m.id for m in made]
+    assert fake.count("instances.bulkInsert") == 2
+    assert fake.count("instances.delete") == 0
+    assert sorted(i["name"] for i in fake.instances()) == ["web-0", "web-1", "web-2"]
+
+
+def test_a_failed_create_never_deletes_an_instance_it_did_not_make(fake: GceFake) -> None:
+    racer, gcp = connect(fake), connect(fake)
+    plan = gcp.plan(web(replicas=3, env={"MODE": "new"}))
+    # after that plan was made, another deploy (of another spec) made web-1
+    first, theirs = racer.deploy(web(replicas=2))
+    first.delete()
+    deletes = fake.count("instances.delete")
+    with pytest.raises(vmkit.ProviderError) as info:
+        gcp.apply(plan)
+    assert list(info.value.failed) == ["web-1"]
+    assert "RESOURCE_ALREADY_EXISTS" in info.value.failed["web-1"]
+    assert fake.count("instances.delete") == deletes
+    survivor = fake.instance("web-1", zone=ZONE)
+    assert survivor is not None
+    assert survivor["id"] == theirs.id
+    assert sorted(i["name"] for i in fake.instances()) == ["web-0", "web-1", "web-2"]
+
+
+def test_a_rule_a_racing_deploy_is_inserting_is_taken_as_made() -> None:
+    with GceFake(
+        operation_delay=0.3, transition_delay=0.02, machine_types=catalog_machine_types()
+    ) as fake:
+        gcp = connect(fake)
+        rule = gcp.plan(web(replicas=1)).workload
+        body = compute_v1.Firewall.from_json(
+            json.dumps(
+                {
+                    "name": "vmkit-web",
+                    "description": "vmkit workload web: declared ports only",
+                    "network": "global/networks/default",
+                    "direction": "INGRESS",
+                    "priority": 1000,
+                    "allowed": [{"IPProtocol": "tcp", "ports": ["80"]}],
+                    "sourceRanges": ["0.0.0.0/0"],
+                    "targetTags": ["vmkit-web"],
+                }
+            )
+        )
+        # still being inserted: not visible until its operation is done
+        make_clients(fake).firewalls.insert(project=PROJECT, firewall_resource=body)
+        (machine,) = gcp.deploy(rule)
+        assert machine.name == "web-0"
+        assert fake.count("firewalls.insert") == 2
+        assert fake.count("firewalls.update") == 0
+
+
+# ---------------------------------------------------------- protection
+
+
+def protect(fake: GceFake, name: str, protected: bool = True) -> None:
+    clients = make_clients(fake)
+    request = compute_v1.SetDeletionProtectionInstanceRequest(
+        project=PROJECT, zone=ZONE, resource=name, deletion_protection=protected
+    )
+    op = clients.instances.set_deletion_protection_unary(request=request)
+    clients.zone_operations.wait(project=PROJECT, zone=ZONE, operation=op.name)
+
+
+def test_destroy_names_a_protected_instance_and_deletes_the_others(
+    fake: GceFake, gcp: GcpProvider
+) -> None:
+    gcp.deploy(web(replicas=3))
+    protect(fake, "web-1")
+    with pytest.raises(vmkit.ProviderError) as info:
+        gcp.destroy("web")
+    assert "web-1" in str(info.value)
+    assert "protected against deletion" in str(info.value)
+    assert "web-0" not in str(info.value)
+    deadline = time.monotonic() + 5
+    while len(fake.instances()) > 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [i["name"] for i in fake.instances()] == ["web-1"], "the others were deleted"
+    protect(fake, "web-1", False)
+    gcp.destroy("web")
+    assert fake.instances() == []
+    assert list(make_clients(fake).firewalls.list(project=PROJECT)) == []
+
+
+# -------------------------------------------------------------------- gc
+
+
+def leftovers(fake: GceFake, workload: str) -> None:
+    """What a crash leaves of ``workload``: its rule, a restore's unattached disk."""
+    clients = make_clients(fake)
+    rule = compute_v1.Firewall.from_json(
+        json.dumps(
+            {
+                "name": f"vmkit-{workload}",
+                "description": f"vmkit workload {workload}: declared ports only",
+                "allowed": [{"IPProtocol": "tcp", "ports": ["80"]}],
+                "targetTags": [f"vmkit-{workload}"],
+            }
+        )
+    )
+    op = clients.firewalls.insert(project=PROJECT, firewall_resource=rule)
+    clients.global_operations.wait(project=PROJECT, operation=op.name)
+    disk = compute_v1.Disk(name=f"{workload}-0-restore", labels={"vmkit-workload": workload})
+    op = clients.disks.insert(project=PROJECT, zone=ZONE, disk_resource=disk)
+    clients.zone_operations.wait(project=PROJECT, zone=ZONE, operation=op.name)
+
+
+def test_gc_finds_only_what_vmkit_left_without_an_instance(fake: GceFake, gcp: GcpProvider) -> None:
+    (alive,) = gcp.deploy(web("alive", replicas=1))
+    alive.snapshot("backup")
+    leftovers(fake, "gone")
+    clients = make_clients(fake)
+    # look-alikes vmkit did not make: a rule named like vmkit's, an unlabelled disk
+    foreign = compute_v1.Firewall.from_json(
+        json.dumps({"name": "vmkit-mine", "allowed": [{"IPProtocol": "tcp", "ports": ["22"]}]})
+    )
+    op = clients.firewalls.insert(project=PROJECT, firewall_resource=foreign)
+    clients.global_operations.wait(project=PROJECT, operation=op.name)
+    op = clients.disks.insert(project=PROJECT, zone=ZONE, disk_resource={"name": "scratch"})
+    clients.zone_operations.wait(project=PROJECT, zone=ZONE, operation=op.name)
+
+    found = gcp.gc(dry_run=True)
+    assert sorted((o.kind, o.name, o.workload) for o in found) == [
+        ("disk", "gone-0-restore", "gone"),
+        ("firewall", "vmkit-gone", "gone"),
+    ]
+    assert gcp.gc("alive", dry_run=True) == []
+    assert [o.name for o in gcp.gc("gone", dry_run=True)] == ["gone-0-restore", "vmkit-gone"]
+    assert len(list(clients.disks.list(project=PROJECT, zone=ZONE))) == 3, "dry run deletes nothing"
+
+    assert len(gcp.gc()) == 2
+    assert gcp.gc(dry_run=True) == []
+    rules = sorted(f.name for f in clients.firewalls.list(project=PROJECT))
+    assert rules == ["vmkit-alive", "vmkit-mine"]
+    disks = sorted(d.name for d in clients.disks.list(project=PROJECT, zone=ZONE))
+    assert disks == ["alive-0", "scratch"]
+    assert [s.name for s in gcp.snapshots("alive")] == ["backup"]
+    assert [m.name for m in gcp.list("alive")] == ["alive-0"]
+
+
+def test_gc_of_a_workload_whose_last_instance_went_deletes_its_rule(
+    fake: GceFake, gcp: GcpProvider
+) -> None:
+    (machine,) = gcp.deploy(web(replicas=1))
+    assert gcp.gc("web") == []
+    machine.delete()
+    (orphan,) = gcp.gc("web")
+    assert (orphan.kind, orphan.name) == ("firewall", "vmkit-web")
+    assert list(make_clients(fake).firewalls.list(project=PROJECT)) == []

@@ -8,6 +8,7 @@ inspected through the fake's own helpers or the official client.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,6 +122,27 @@ def test_secure_defaults_reach_the_stored_pod(
     assert pod["status"]["qosClass"] == "Guaranteed"  # requests == limits
 
 
+def test_only_declared_ports_and_no_host_access_or_ssh(
+    k8s: KubernetesProvider, fake: KubernetesFake
+) -> None:
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl me"
+    workload = small("ports", ports=[80, vmkit.Port(port=53, protocol="udp")], ssh_public_key=key)
+    (machine,) = k8s.deploy(workload)
+    pod = fake.pod("default", machine.name)
+    assert pod is not None
+    spec = pod["spec"]
+    (container,) = spec["containers"]
+    assert container["ports"] == [
+        {"containerPort": 80, "protocol": "TCP"},
+        {"containerPort": 53, "protocol": "UDP"},
+    ]
+    assert not any("hostPort" in port for port in container["ports"])
+    assert not any(spec.get(f) for f in ("hostNetwork", "hostPID", "hostIPC"))
+    assert not container["securityContext"].get("privileged")
+    # The SSH key is a VM field: no port 22, and the key goes nowhere in the pod.
+    assert "AAAAC3NzaC1lZDI1NTE5" not in str(pod)
+
+
 def test_gpu_isolation_and_options_become_pod_fields(k8s: KubernetesProvider) -> None:
     workload = small(
         "opts",
@@ -211,12 +233,13 @@ def test_an_image_that_cannot_be_pulled_fails_fast_naming_the_pod(
     assert "pull-0" in message
     assert "ErrImagePull" in message or "ImagePullBackOff" in message
     assert "nginx:does-not-exist" in message
-    (machine,) = k8s.list("pull")
-    assert machine.state == vmkit.MachineState.FAILED
-    # A fixed image replaces the failed pod.
+    assert list(info.value.failed) == ["pull-0"]
+    # The failed pod was deleted before the error was raised: nothing lingers.
+    assert k8s.list("pull") == []
+    assert fake.pods("default") == []
+    # A fixed image deploys.
     fixed = k8s.deploy(small("pull"))
     assert fixed[0].state == vmkit.MachineState.RUNNING
-    assert fixed[0].id != machine.id
 
 
 def test_a_request_no_node_fits_fails_fast_as_unschedulable(k8s: KubernetesProvider) -> None:
@@ -491,3 +514,124 @@ def test_ids_that_are_not_uids_are_not_found_without_a_call(k8s: KubernetesProvi
     with pytest.raises(vmkit.NotFound):
         k8s.get("default/web-0")
     assert sum(k8s.api_calls.values()) == 0
+
+
+# ------------------------------------------------ quotas, races, finalizers, gc
+
+
+def quota(fake: KubernetesFake, pods: int) -> None:
+    body = {"metadata": {"name": "pods"}, "spec": {"hard": {"pods": str(pods)}}}
+    raw_api(fake).create_namespaced_resource_quota("default", body)
+
+
+def test_a_full_quota_keeps_the_healthy_replicas_and_names_the_refused(
+    k8s: KubernetesProvider, fake: KubernetesFake
+) -> None:
+    quota(fake, 2)
+    with pytest.raises(vmkit.QuotaExceeded) as info:
+        k8s.deploy(small("q", replicas=3))
+    pods = {p["metadata"]["name"] for p in fake.pods("default")}
+    assert len(pods) == 2
+    (refused,) = info.value.failed
+    assert refused not in pods
+    assert refused.startswith("q-")
+    assert "exceeded quota: pods" in info.value.failed[refused]
+    assert refused in str(info.value)
+    assert [m.state for m in k8s.list("q")] == [vmkit.MachineState.RUNNING] * 2
+    raw_api(fake).delete_namespaced_resource_quota("pods", "default")
+    assert [m.name for m in k8s.deploy(small("q", replicas=3))] == ["q-0", "q-1", "q-2"]
+
+
+def test_an_atomic_deploy_into_a_full_quota_leaves_nothing(
+    k8s: KubernetesProvider, fake: KubernetesFake
+) -> None:
+    quota(fake, 2)
+    with pytest.raises(vmkit.QuotaExceeded):
+        k8s.deploy(small("all", replicas=3), atomic=True)
+    assert fake.pods("default") == []
+
+
+def test_a_lost_create_answer_retried_into_a_full_quota_adopts_the_pod(
+    k8s: KubernetesProvider, fake: KubernetesFake
+) -> None:
+    # The retry meets quota admission again, and the pod the lost attempt
+    # made fills the quota: the API server answers 403, not 409.
+    quota(fake, 1)
+    fake.faults.drop_responses(count=1, method="POST", path=r"/pods$")
+    (machine,) = k8s.deploy(small("tight"))
+    assert machine.state == vmkit.MachineState.RUNNING
+    assert fake.verb_count("create", "pods") == 2
+    pods = fake.pods("default")
+    assert [p["metadata"]["uid"] for p in pods] == [machine.id]
+
+
+def test_racing_deploys_share_the_pods_and_delete_nothing(fake: KubernetesFake) -> None:
+    first, second = connect(fake), connect(fake)
+    workload = small("race", replicas=4)
+    plans = [first.plan(workload), second.plan(workload)]
+    barrier = threading.Barrier(2)
+    results: list[list[vmkit.Machine]] = [[], []]
+
+    def deploy(index: int, provider: KubernetesProvider) -> None:
+        barrier.wait()
+        results[index] = provider.apply(plans[index])
+
+    threads = [threading.Thread(target=deploy, args=(i, p)) for i, p in enumerate((first, second))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [m.id for m in results[0]] == [m.id for m in results[1]]
+    assert sorted(p["metadata"]["uid"] for p in fake.pods("default")) == sorted(
+        m.id for m in results[0]
+    )
+    assert fake.verb_count("create", "pods") == 8  # each of the two sent its four
+    assert fake.verb_count("delete", "pods") == 0
+
+
+def test_destroy_fails_loudly_on_a_pod_a_finalizer_keeps(fake: KubernetesFake) -> None:
+    k8s = connect(fake, timeout=1.0)
+    k8s.deploy(small("kept", replicas=2))
+    fake.set_finalizers("default", "kept-1", ["example.com/hold"])
+    with pytest.raises(vmkit.DeployTimeout) as info:
+        k8s.destroy("kept")
+    assert info.value.pending == ("kept-1",)
+    assert [p["metadata"]["name"] for p in fake.pods("default")] == ["kept-1"]
+    assert k8s.list("kept")[0].state == vmkit.MachineState.DELETING
+    fake.set_finalizers("default", "kept-1", [])
+    assert k8s.destroy("kept") == []
+    assert fake.pods("default") == []
+
+
+def test_a_deadline_during_slow_pulls_leaves_the_pods_to_come_up(
+    k8s: KubernetesProvider, fake: KubernetesFake
+) -> None:
+    fake.hold_starts()
+    with pytest.raises(vmkit.DeployTimeout) as info:
+        k8s.deploy(small("pull", replicas=2), timeout=0.5)
+    assert info.value.pending == ("pull-0", "pull-1")
+    held = sorted(p["metadata"]["uid"] for p in fake.pods("default"))
+    assert len(held) == 2
+    fake.release_starts()
+    machines = k8s.deploy(small("pull", replicas=2))
+    assert sorted(m.id for m in machines) == held
+    assert fake.verb_count("create", "pods") == 2
+
+
+def test_gc_finds_nothing_on_kubernetes_and_touches_no_pod(
+    k8s: KubernetesProvider, fake: KubernetesFake
+) -> None:
+    # A pod is the machine itself: even a failed one of a workload nobody
+    # deploys any more is a machine (list shows it, destroy deletes it), not
+    # an orphan.
+    k8s.deploy(small("live"))
+    fake.fail_image("*:gone")
+    k8s.deploy(small("dead", image="nginx:gone"), wait=False)
+    before = {p["metadata"]["uid"] for p in fake.pods()}
+    calls = sum(k8s.api_calls.values())
+    assert k8s.gc(dry_run=True) == []
+    assert k8s.gc() == []
+    assert k8s.gc("dead") == []
+    assert sum(k8s.api_calls.values()) == calls
+    assert [m.name for m in k8s.list()] == ["dead-0", "live-0"]
+    assert {p["metadata"]["uid"] for p in fake.pods()} == before

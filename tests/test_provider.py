@@ -138,19 +138,23 @@ def test_a_failed_machine_fails_the_wait_at_once() -> None:
         provider._wait_for("web", [m], {MachineState.RUNNING}, deadline=1e18)
 
 
-def test_a_machine_deleted_while_starting_fails_the_wait_at_once() -> None:
+def test_a_replica_deleted_while_starting_fails_the_deploy_and_the_others_stay() -> None:
     provider = MemoryProvider(timeout=60)
     workload = vmkit.Workload(name="web", image="nginx", replicas=2)
     provider.deploy(workload, wait=False)
     for record in provider.machines.values():
         record["state"] = MachineState.PENDING
-    victim = provider.list("web")[1]
+    survivor, victim = provider.list("web")
 
-    def delete_on_first_round(machines: object) -> None:
+    def delete_then_start(machines: object) -> None:
         provider.machines.pop(victim.id, None)
+        provider.machines[survivor.id]["state"] = MachineState.RUNNING
 
-    with pytest.raises(vmkit.ProviderError, match="deleted while starting: web-1"):
-        provider.deploy(workload, progress=delete_on_first_round)
+    with pytest.raises(vmkit.ProviderError) as info:
+        provider.deploy(workload, progress=delete_then_start)
+    assert info.value.failed == {"web-1": "deleted while starting"}
+    assert "web-1 (deleted while starting)" in str(info.value)
+    assert [m.name for m in provider.list("web")] == ["web-0"]
 
 
 def test_progress_sees_every_round_in_replica_order() -> None:

@@ -18,6 +18,7 @@ _EXPORTS = {
     "Machine": "vmkit.machine",
     "MachineState": "vmkit.machine",
     "Snapshot": "vmkit.machine",
+    "Orphan": "vmkit.machine",
     "Provider": "vmkit.provider",
     "Plan": "vmkit.provider",
     "connect": "vmkit.registry",
@@ -48,6 +49,7 @@ __all__ = [
     "Machine",
     "MachineState",
     "NotFound",
+    "Orphan",
     "Plan",
     "Port",
     "Provider",
@@ -81,7 +83,7 @@ if TYPE_CHECKING:
         Unsupported,
         VmkitError,
     )
-    from vmkit.machine import Machine, MachineState, Snapshot
+    from vmkit.machine import Machine, MachineState, Orphan, Snapshot
     from vmkit.provider import Plan, Provider
     from vmkit.registry import available, connect, register
     from vmkit.spec import Port, Resources, Workload

@@ -20,7 +20,7 @@ their messages never contain credentials or secret values.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 __all__ = [
     "AuthError",
@@ -57,7 +57,9 @@ class ProviderError(VmkitError):
     """The provider refused or failed an operation.
 
     ``provider`` is the backend name (``"aws"``...), ``operation`` the API call
-    or vmkit operation that failed, when known.
+    or vmkit operation that failed, when known. When a deploy fails for some
+    replicas, ``failed`` maps each failed replica's name to the reason
+    (``{"web-3": "QuotaExceeded: ..."}``); it is empty otherwise.
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class ProviderError(VmkitError):
     ) -> None:
         self.provider = provider
         self.operation = operation
+        self.failed: Mapping[str, str] = {}
         super().__init__(message)
 
 

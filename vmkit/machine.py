@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from vmkit.provider import Provider
 
-__all__ = ["Machine", "MachineKind", "MachineState", "Snapshot"]
+__all__ = ["Machine", "MachineKind", "MachineState", "Orphan", "Snapshot"]
 
 MachineKind = Literal["vm", "container"]
 
@@ -160,4 +160,35 @@ class Snapshot:
             "state": self.state,
             "created_at": self.created_at.isoformat() if self.created_at else None,
             "labels": dict(self.labels),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Orphan:
+    """A resource carrying vmkit's tags that no live machine owns.
+
+    Found by :meth:`vmkit.Provider.gc`: what a crashed process or an
+    interrupted delete left behind, still billed. ``kind`` names the resource
+    type in the provider's own words (``"security-group"``, ``"nic"``,
+    ``"public-ip"``, ``"disk"``, ``"firewall"``, ``"key-pair"``,
+    ``"instance"``...), ``reason`` says why it counts as an orphan.
+    """
+
+    kind: str
+    id: str
+    name: str
+    provider: str
+    workload: str | None
+    reason: str
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the public fields (``raw`` left out)."""
+        return {
+            "kind": self.kind,
+            "id": self.id,
+            "name": self.name,
+            "provider": self.provider,
+            "workload": self.workload,
+            "reason": self.reason,
         }

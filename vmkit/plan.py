@@ -8,16 +8,55 @@ cloud's tags say exist; every backend's deploy goes through it (see
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from vmkit._settle import survivor_key
+from vmkit.errors import ProviderError
 from vmkit.machine import Machine, MachineState
 from vmkit.spec import Workload
 
-__all__ = ["Action", "ActionKind", "CreateRequest", "Plan", "converge"]
+__all__ = [
+    "MANAGED_BY",
+    "REPLICA_TAG",
+    "SPEC_TAG",
+    "WORKLOAD_TAG",
+    "Action",
+    "ActionKind",
+    "CreateRequest",
+    "PartialCreate",
+    "Plan",
+    "converge",
+    "ownership_labels",
+]
 
 ActionKind = Literal["create", "keep", "replace", "delete"]
+
+#: How long a machine with the workload's tag but no replica yet is taken as
+#: a create still in flight (another deploy is tagging it) rather than debris.
+IN_FLIGHT = timedelta(minutes=10)
+
+#: The tags/labels that say vmkit owns a resource; the cloud is the source of truth.
+WORKLOAD_TAG = "vmkit-workload"
+REPLICA_TAG = "vmkit-replica"
+SPEC_TAG = "vmkit-spec"
+MANAGED_BY = ("app.kubernetes.io/managed-by", "vmkit")
+
+
+def ownership_labels(workload: Workload, replica: int | None = None) -> dict[str, str]:
+    """The user's labels plus vmkit's ownership tags (replica when given).
+
+    vmkit's own keys come last, so a user label can never shadow them (the
+    spec refuses the ``vmkit-`` prefix anyway).
+    """
+    labels = dict(workload.labels)
+    labels[WORKLOAD_TAG] = workload.name
+    labels[SPEC_TAG] = workload.spec_hash
+    if replica is not None:
+        labels[REPLICA_TAG] = str(replica)
+    return labels
 
 
 @dataclass(frozen=True)
@@ -84,32 +123,53 @@ class Plan:
         }
 
 
-def _preference(machine: Machine) -> tuple[int, int, str]:
-    state_rank = {MachineState.RUNNING: 0, MachineState.PENDING: 1, MachineState.STOPPED: 2}
-    return (state_rank.get(machine.state, 3), 0, machine.id)
+class PartialCreate(Exception):
+    """Raised by a backend's ``_create`` when the cloud made only some of a
+    request's replicas (EC2 ``MinCount`` below ``MaxCount``, a bulkInsert
+    with ``minCount``): ``machines`` are the ones made (with their replica
+    set), ``error`` why the others were refused; the deploy reports it for
+    each of them. The backend deletes whatever it made for those others."""
+
+    def __init__(self, machines: Sequence[Machine], error: ProviderError) -> None:
+        self.machines = list(machines)
+        self.error = error
+        super().__init__(str(error))
 
 
-def converge(workload: Workload, existing: Iterable[Machine]) -> tuple[Action, ...]:
+def converge(
+    workload: Workload, existing: Iterable[Machine], *, now: datetime | None = None
+) -> tuple[Action, ...]:
     """Diff the desired replicas against the machines the tags say exist.
 
     Replica ``i < replicas`` with a machine of the same spec hash is kept
     (stopped machines too: a deploy does not undo a deliberate stop); one of
-    another hash is replaced; a missing one is created. Replicas at or above
-    ``replicas``, duplicates of a replica, and machines with no replica tag
-    (a create interrupted before it was tagged) are deleted. Machines already
-    being deleted are ignored.
+    another hash is replaced; a failed one is replaced; a missing one is
+    created. Replicas at or above ``replicas`` and duplicates of a replica
+    are deleted; of duplicates, the one kept is of the current spec, not
+    failed, then the oldest (the survivor a racing deploy keeps too, see
+    :mod:`vmkit._settle`). A machine with no replica tag is a create another
+    deploy is still tagging when younger than ``IN_FLIGHT`` (left alone),
+    else debris of an interrupted create (deleted). Machines already being
+    deleted are ignored.
     """
+    now = now or datetime.now(UTC)
     by_replica: dict[int, list[Machine]] = {}
     actions: list[Action] = []
     for machine in existing:
         if machine.state in (MachineState.DELETED, MachineState.DELETING):
             continue
         if machine.replica is None:
-            actions.append(Action("delete", -1, machine, "no replica tag"))
+            if not _in_flight(machine, now):
+                actions.append(Action("delete", -1, machine, "no replica tag"))
             continue
         by_replica.setdefault(machine.replica, []).append(machine)
+
+    def preference(machine: Machine) -> tuple[bool, bool, tuple[bool, datetime, str]]:
+        stale = machine.spec_hash != workload.spec_hash
+        return (machine.state == MachineState.FAILED, stale, survivor_key(machine))
+
     for replica in range(workload.replicas):
-        found = sorted(by_replica.pop(replica, []), key=_preference)
+        found = sorted(by_replica.pop(replica, []), key=preference)
         if not found:
             actions.append(Action("create", replica, None, "missing"))
             continue
@@ -124,3 +184,15 @@ def converge(workload: Workload, existing: Iterable[Machine]) -> tuple[Action, .
     for replica, machines in by_replica.items():
         actions.extend(Action("delete", replica, m, "surplus") for m in machines)
     return tuple(sorted(actions, key=lambda a: (a.replica, a.kind)))
+
+
+def _in_flight(machine: Machine, now: datetime) -> bool:
+    if machine.created_at is None or machine.state not in (
+        MachineState.PENDING,
+        MachineState.RUNNING,
+    ):
+        return False
+    created = machine.created_at
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    return now - created < IN_FLIGHT

@@ -14,9 +14,10 @@ Guarantees, for every backend:
 * **Safe to retry.** Each create request carries an idempotency key that is
   new for each deploy call and reused when that same request is retried, so a
   lost response never makes a duplicate.
-* **Eventually consistent.** A machine just created may be missing from a
-  listing for a moment; waiting treats it as pending.
+* **No leaks.** A deploy deletes what it made for replicas that failed.
 * **Read-only plans.** ``plan`` makes no mutating call.
+
+Deploy failures, racing deploys and waiting are in :mod:`vmkit._settle`.
 """
 
 from __future__ import annotations
@@ -32,9 +33,29 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, ClassVar, TypeVar
 
+from vmkit._settle import (
+    Tracker,
+    attempt,
+    by_replica,
+    deploy_error,
+    remove,
+    roll_back,
+    wait_gone,
+)
 from vmkit.errors import DeployTimeout, NotFound, ProviderError, SpecError, Unsupported
-from vmkit.machine import Machine, MachineKind, MachineState, Snapshot
-from vmkit.plan import Action, CreateRequest, Plan, converge
+from vmkit.machine import Machine, MachineKind, MachineState, Orphan, Snapshot
+from vmkit.plan import (
+    MANAGED_BY,
+    REPLICA_TAG,
+    SPEC_TAG,
+    WORKLOAD_TAG,
+    Action,
+    CreateRequest,
+    PartialCreate,
+    Plan,
+    converge,
+    ownership_labels,
+)
 from vmkit.retry import ErrorMap, RetryPolicy, call_with_retry
 from vmkit.spec import Workload
 
@@ -45,6 +66,7 @@ __all__ = [
     "WORKLOAD_TAG",
     "Action",
     "CreateRequest",
+    "PartialCreate",
     "Plan",
     "Progress",
     "Provider",
@@ -60,26 +82,6 @@ CAPABILITIES = frozenset({"start", "stop", "reboot", "snapshot", "restore"})
 GONE = frozenset({MachineState.DELETED})
 #: Called by deploy with the replicas' latest records after each poll round.
 Progress = Callable[[Sequence[Machine]], None]
-
-#: The tags/labels that say vmkit owns a resource; the cloud is the source of truth.
-WORKLOAD_TAG = "vmkit-workload"
-REPLICA_TAG = "vmkit-replica"
-SPEC_TAG = "vmkit-spec"
-MANAGED_BY = ("app.kubernetes.io/managed-by", "vmkit")
-
-
-def ownership_labels(workload: Workload, replica: int | None = None) -> dict[str, str]:
-    """The user's labels plus vmkit's ownership tags (replica when given).
-
-    vmkit's own keys come last, so a user label can never shadow them (the
-    spec refuses the ``vmkit-`` prefix anyway).
-    """
-    labels = dict(workload.labels)
-    labels[WORKLOAD_TAG] = workload.name
-    labels[SPEC_TAG] = workload.spec_hash
-    if replica is not None:
-        labels[REPLICA_TAG] = str(replica)
-    return labels
 
 
 class Provider(abc.ABC):
@@ -141,19 +143,33 @@ class Provider(abc.ABC):
         wait: bool = True,
         timeout: float | None = None,
         progress: Progress | None = None,
+        atomic: bool = False,
     ) -> builtins.list[Machine]:
         """Converge the cloud to ``workload`` and return its machines by replica.
 
         Idempotent: deploying the same spec again creates nothing. With
         ``wait`` (the default) returns once every replica is running (or
-        stopped by the user), or raises DeployTimeout naming the replicas still
-        pending after ``timeout`` seconds (the provider's ``timeout`` when
-        None); a replica that fails or vanishes while starting raises
-        ProviderError at once, naming it and the cloud's reason. ``progress``
-        is called with the replicas' latest records after each poll round.
+        stopped by the user). ``progress`` is called with the replicas'
+        latest records after each poll round.
+
+        When some replicas fail (refused at create, or failed while
+        starting), the others are still awaited; then every resource made
+        for the failed replicas is deleted and one error is raised naming
+        each failed replica with its reason (``error.failed``); the healthy
+        replicas stay, and deploying again completes the fleet. With
+        ``atomic=True`` every machine this call created is deleted instead
+        (and the shared resources too when the workload had no machine
+        before). When ``timeout`` seconds pass (the provider's ``timeout``
+        when None) it raises DeployTimeout naming the replicas still pending;
+        they are left to come up (deleted under ``atomic``), and a later
+        deploy converges.
+
+        Two deploys of one workload racing each other end with exactly
+        ``replicas`` machines: a replica made twice keeps its oldest machine.
         """
         self._check(workload)
-        return self.apply(self._plan(workload), wait=wait, timeout=timeout, progress=progress)
+        plan = self._plan(workload)
+        return self.apply(plan, wait=wait, timeout=timeout, progress=progress, atomic=atomic)
 
     def apply(
         self,
@@ -162,35 +178,64 @@ class Provider(abc.ABC):
         wait: bool = True,
         timeout: float | None = None,
         progress: Progress | None = None,
+        atomic: bool = False,
     ) -> builtins.list[Machine]:
         """Carry out ``plan`` (from :meth:`plan`), sending exactly its requests.
 
-        See :meth:`deploy` for waiting, ``timeout`` and ``progress``.
+        See :meth:`deploy` for waiting, failures, ``timeout``, ``progress``
+        and ``atomic``.
         """
         workload = plan.workload
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         doomed = [a.machine for a in plan.of("delete", "replace") if a.machine is not None]
+        # Under atomic, a call that found the workload empty also removes the
+        # shared resources it made when it rolls back.
+        fresh = not plan.of("keep") and not doomed
         if doomed:
             log.info("%s: deleting %d machine(s) of %s", self.name, len(doomed), workload.name)
             self._delete(doomed)
             self._wait_gone(workload.name, [m.id for m in doomed], deadline)
-        created: builtins.list[Machine] = []
         if workload.replicas:
             # Every deploy, not only those that create: it also puts back
             # shared resources (firewall rules...) that drifted from the spec.
             self._ensure_shared(workload)
-        created.extend(self._create_all(workload, plan.requests))
+        created, refused = self._create_all(workload, plan.requests)
         kept = [a.machine for a in plan.of("keep") if a.machine is not None]
-        machines = sorted(kept + created, key=_by_replica)
-        if wait:
-            settled = {MachineState.RUNNING, MachineState.STOPPED}
-            machines = self._wait_for(workload.name, machines, settled, deadline, progress)
-        return self._bound(machines)
+        machines = sorted(kept + created, key=by_replica)
+        failures = {f"{workload.name}-{r}": error for r, error in refused.items()}
+        pending: builtins.list[str] = []
+        if wait and machines:
+            tracker = self._tracker(
+                machines, {MachineState.RUNNING, MachineState.STOPPED}, workload=workload
+            )
+            self._follow(workload.name, deadline, tracker, progress)
+            outcome = tracker.outcome()
+            machines, pending = outcome.machines, outcome.pending
+            by_name = {m.name: m for m in outcome.machines}
+            for name, reason in outcome.failed.items():
+                failures[name] = self._failure_error(by_name[name], reason)
+            broken = tracker.failed_machines()
+        else:
+            broken = []
+        if not failures and not pending:
+            return self._bound(machines)
+        if atomic:
+            roll_back(self, workload, [m.id for m in created], fresh)
+        elif broken:
+            remove(self, workload.name, broken)
+        raise deploy_error(
+            workload.name,
+            failures,
+            pending,
+            provider=self.name,
+            replicas=workload.replicas,
+            atomic=atomic,
+        )
 
     def list(self, workload: str | None = None) -> builtins.list[Machine]:
         """The managed machines (of one workload, or all), deleted ones left out."""
         machines = [m for m in self._list(workload) if m.state not in GONE]
-        return self._bound(sorted(machines, key=lambda m: (m.workload, _by_replica(m))))
+        return self._bound(sorted(machines, key=lambda m: (m.workload, by_replica(m))))
 
     def get(self, machine_id: str) -> Machine:
         """One managed machine by id. Raises NotFound."""
@@ -286,7 +331,35 @@ class Provider(abc.ABC):
                 operation="destroy",
             )
         gone = [replace(m, state=MachineState.DELETED) for m in machines]
-        return self._bound(sorted(gone, key=_by_replica))
+        return self._bound(sorted(gone, key=by_replica))
+
+    def gc(self, workload: str | None = None, *, dry_run: bool = False) -> builtins.list[Orphan]:
+        """Delete what vmkit made that no live machine owns; return what was found.
+
+        Finds the resources carrying vmkit's tags (of ``workload``, or of
+        every workload) that no live machine owns: shared resources of a
+        workload with no machine left (security group, firewall rule, key
+        pair, secret...) and per-machine ones whose machine is gone (NIC,
+        public IP, disk). Snapshots are backups and never count. With
+        ``dry_run`` nothing is deleted. Afterwards it looks again and raises
+        ProviderError naming whatever it deleted that is still there.
+
+        Run it when no deploy of those workloads is in flight: a deploy
+        makes its shared resources a moment before its machines.
+        """
+        found = sorted(self._orphans(workload), key=lambda o: (o.workload or "", o.kind, o.name))
+        if dry_run or not found:
+            return found
+        log.info("%s: deleting %d orphaned resource(s)", self.name, len(found))
+        self._delete_orphans(found)
+        deleted = {(o.kind, o.id) for o in found}
+        left = [o for o in self._orphans(workload) if (o.kind, o.id) in deleted]
+        if left:
+            names = ", ".join(f"{o.kind} {o.name}" for o in left)
+            raise ProviderError(
+                f"gc: still present after deleting: {names}", provider=self.name, operation="gc"
+            )
+        return found
 
     @classmethod
     def credentials_status(cls, **config: Any) -> str | None:
@@ -319,27 +392,32 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def _create(self, workload: Workload, request: CreateRequest) -> builtins.list[Machine]:
         """Send one create request (retried with the same key). On failure,
-        delete what it made before raising."""
+        delete what it made before raising; when the cloud made only some of
+        the request's replicas, raise PartialCreate with those."""
 
     def _create_all(
         self, workload: Workload, requests: Sequence[CreateRequest]
-    ) -> builtins.list[Machine]:
-        """Send every create request of a plan, ``create_concurrency`` at a time.
-
-        When one fails, the others are still awaited (each cleans up its own
-        failure, and the replicas that did come up stay), then the first
-        error is raised.
-        """
-        if len(requests) <= 1 or self.create_concurrency <= 1:
-            return [m for request in requests for m in self._create(workload, request)]
+    ) -> tuple[builtins.list[Machine], dict[int, ProviderError]]:
+        """Send every create request of a plan, ``create_concurrency`` at a time;
+        return the machines made and, by replica, the error of each that failed."""
         workers = min(self.create_concurrency, len(requests))
-        with ThreadPoolExecutor(workers, thread_name_prefix=f"vmkit-{self.name}-create") as pool:
-            futures = [pool.submit(self._create, workload, request) for request in requests]
-        for future in futures:
-            error = future.exception()
+        if workers <= 1:
+            results = [attempt(self._create, workload, request) for request in requests]
+        else:
+            prefix = f"vmkit-{self.name}-create"
+            with ThreadPoolExecutor(workers, thread_name_prefix=prefix) as pool:
+                futures = [
+                    pool.submit(attempt, self._create, workload, request) for request in requests
+                ]
+            results = [future.result() for future in futures]
+        made: builtins.list[Machine] = []
+        refused: dict[int, ProviderError] = {}
+        for request, (machines, error) in zip(requests, results, strict=True):
+            made.extend(machines)
             if error is not None:
-                raise error
-        return [m for future in futures for m in future.result()]
+                done = {m.replica for m in machines}
+                refused.update({r: error for r in request.replicas if r not in done})
+        return made, refused
 
     @abc.abstractmethod
     def _delete(self, machines: Sequence[Machine]) -> None:
@@ -352,6 +430,15 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def _logs(self, machine: Machine) -> str:
         """The machine's console output or container log."""
+
+    def _orphans(self, workload: str | None) -> builtins.list[Orphan]:
+        """Resources with vmkit's tags (of ``workload``, or all) that no live
+        machine owns. Read-only. None when a backend makes only machines."""
+        return []
+
+    def _delete_orphans(self, orphans: Sequence[Orphan]) -> None:
+        """Delete ``orphans`` (from :meth:`_orphans`); one already gone is fine."""
+        raise Unsupported(f"{self.name} cannot delete orphaned resources", provider=self.name)
 
     def _start(self, machine: Machine) -> None:
         raise Unsupported(f"{self.name} cannot start machines", provider=self.name)
@@ -430,7 +517,7 @@ class Provider(abc.ABC):
         deadline: float,
         progress: Progress | None = None,
     ) -> builtins.list[Machine]:
-        """Poll with one listing per round until every machine is in a target state.
+        """Follow the workload until every machine is in a target state.
 
         Returns the latest records in the order given. A machine not listed
         yet (eventual consistency) counts as pending. One that fails, is
@@ -441,67 +528,70 @@ class Provider(abc.ABC):
         """
         if not machines:
             return []
-        latest = {m.id: m for m in machines}
-        seen: set[str] = set()
-        while True:
-            listed = {m.id: m for m in self._list(workload) if m.id in latest}
-            vanished = [latest[i] for i in seen - listed.keys()]
-            if vanished and not targets & GONE:
-                names = ", ".join(m.name for m in vanished)
-                raise ProviderError(
-                    f"{workload}: deleted while starting: {names}",
-                    provider=self.name,
-                    operation="wait",
-                )
-            seen.update(listed)
-            latest.update(listed)
-            current = builtins.list(latest.values())
-            if progress is not None:
-                progress([m.bind(self) for m in current])
-            failed = [
-                m
-                for m in listed.values()
-                if m.state == MachineState.FAILED or (m.state in GONE and not targets & GONE)
-            ]
-            if failed:
-                reasons = ", ".join(f"{m.name} ({self._failure_reason(m)})" for m in failed)
-                raise ProviderError(
-                    f"{workload}: failed: {reasons}", provider=self.name, operation="wait"
-                )
-            pending = sorted(
-                m.name for m in current if m.id not in listed or m.state not in targets
+        tracker = self._tracker(machines, targets, fail_fast=True)
+        self._follow(workload, deadline, tracker, progress)
+        outcome = tracker.outcome()
+        if outcome.failed:
+            reasons = ", ".join(f"{name} ({why})" for name, why in outcome.failed.items())
+            raise ProviderError(
+                f"{workload}: failed: {reasons}", provider=self.name, operation="wait"
             )
-            if not pending:
-                return current
-            if time.monotonic() >= deadline:
-                raise DeployTimeout(
-                    f"{workload}: still pending at the deadline: {', '.join(pending)}",
-                    pending=pending,
-                    provider=self.name,
-                    operation="wait",
-                )
+        if outcome.pending:
+            raise DeployTimeout(
+                f"{workload}: still pending at the deadline: {', '.join(outcome.pending)}",
+                pending=outcome.pending,
+                provider=self.name,
+                operation="wait",
+            )
+        return outcome.machines
+
+    #: A listing always shows every machine that exists (no eventual consistency).
+    consistent_listing: ClassVar[bool] = False
+
+    def _tracker(
+        self,
+        machines: Sequence[Machine],
+        targets: set[MachineState],
+        *,
+        workload: Workload | None = None,
+        fail_fast: bool = False,
+    ) -> Tracker:
+        """The bookkeeping of one wait; with ``workload``, a deploy's (by
+        replica, resolving duplicates of that spec)."""
+        return Tracker(
+            machines,
+            targets,
+            failure_reason=self._failure_reason,
+            dedupe=workload is not None,
+            spec_hash=workload.spec_hash if workload is not None else None,
+            delete=self._delete,
+            consistent=self.consistent_listing,
+            fail_fast=fail_fast,
+        )
+
+    def _follow(
+        self, workload: str, deadline: float, tracker: Tracker, progress: Progress | None
+    ) -> None:
+        """Feed ``tracker`` the workload's listing, one per poll round, until
+        nothing is pending, a machine fails (when the tracker fails fast) or
+        the deadline passes. Backends with a watch override this."""
+        while True:
+            done = tracker.observe(self._list(workload))
+            if progress is not None:
+                progress(self._bound(tracker.outcome().machines))
+            if done or (tracker.fail_fast and tracker.failed) or time.monotonic() >= deadline:
+                return
             time.sleep(self.poll_interval)
 
     def _failure_reason(self, machine: Machine) -> str:
         """Why a machine failed, from the cloud's record. Backends refine it."""
         return str(machine.state)
 
+    def _failure_error(self, machine: Machine, reason: str) -> ProviderError:
+        """The error of a replica that failed while starting; backends pick
+        the class from the cloud's record (an allocation failure is a quota)."""
+        return ProviderError(reason, provider=self.name, operation="wait")
+
     def _wait_gone(self, workload: str, ids: Sequence[str], deadline: float) -> None:
-        """Poll with one listing per round until none of ``ids`` is listed alive."""
-        wanted = set(ids)
-        while True:
-            alive = [m for m in self._list(workload) if m.id in wanted and m.state not in GONE]
-            if not alive:
-                return
-            if time.monotonic() >= deadline:
-                names = sorted(m.name for m in alive)
-                raise DeployTimeout(
-                    f"{workload}: still being deleted at the deadline: {', '.join(names)}",
-                    pending=names,
-                    provider=self.name,
-                )
-            time.sleep(self.poll_interval)
-
-
-def _by_replica(machine: Machine) -> tuple[int, str]:
-    return (machine.replica if machine.replica is not None else 1 << 30, machine.name)
+        """Poll until none of ``ids`` is listed alive (see _settle.wait_gone)."""
+        wait_gone(self, workload, ids, deadline)

@@ -36,6 +36,8 @@ def ec2(front: AwsFront, plan: FaultPlan) -> Iterator[Any]:
     plan.clear()
     yield client(front, "ec2")
     plan.clear()
+    front.limit_capacity(None)
+    front.release_boot()
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +178,89 @@ def test_requests_are_counted_by_action(ec2: Any, front: AwsFront) -> None:
     assert front.count("ec2:DescribeAvailabilityZones") >= 1
     assert front.replays == replays
     assert front.count("ec2:RunInstances") == runs
+
+
+def running(ec2: Any) -> int:
+    """Instances holding capacity, as the front counts them."""
+    filters = [{"Name": "instance-state-name", "Values": ["pending", "running", "stopping"]}]
+    return sum(len(r["Instances"]) for r in ec2.describe_instances(Filters=filters)["Reservations"])
+
+
+def launch_between(ec2: Any, image: str, token: str, least: int, most: int) -> Any:
+    return ec2.run_instances(
+        ImageId=image, MinCount=least, MaxCount=most, InstanceType="t3.micro", ClientToken=token
+    )
+
+
+def test_max_count_is_launched_when_capacity_allows(ec2: Any, image: str) -> None:
+    # moto alone would launch MinCount (1) instances.
+    answer = launch_between(ec2, image, "roomy-token", 1, 4)
+    assert len(answer["Instances"]) == 4
+
+
+def test_a_short_zone_launches_what_fits_above_min_count(
+    ec2: Any, image: str, front: AwsFront
+) -> None:
+    front.limit_capacity(running(ec2) + 3)
+    answer = launch_between(ec2, image, "short-token", 1, 5)
+    assert len(answer["Instances"]) == 3
+    # The same token answers the same three, and launches nothing more.
+    again = launch_between(ec2, image, "short-token", 1, 5)
+    assert [i["InstanceId"] for i in again["Instances"]] == [
+        i["InstanceId"] for i in answer["Instances"]
+    ]
+    assert running(ec2) == front.capacity
+
+
+def test_below_min_count_nothing_is_launched(ec2: Any, image: str, front: AwsFront) -> None:
+    front.limit_capacity(running(ec2) + 2)
+    before = all_instance_ids(ec2)
+    with pytest.raises(ClientError) as caught:
+        launch_between(ec2, image, "full-token", 3, 3)
+    assert caught.value.response["Error"]["Code"] == "InsufficientInstanceCapacity"
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    assert all_instance_ids(ec2) == before
+    # A refused launch is not remembered: the same token launches once room is made.
+    front.limit_capacity(None)
+    assert len(launch_between(ec2, image, "full-token", 3, 3)["Instances"]) == 3
+
+
+def test_termination_protection_spares_the_whole_zone(ec2: Any, image: str) -> None:
+    ids = [i["InstanceId"] for i in launch(ec2, image, "protected-token", count=3)["Instances"]]
+    ec2.modify_instance_attribute(InstanceId=ids[1], DisableApiTermination={"Value": True})
+    with pytest.raises(ClientError) as caught:
+        ec2.terminate_instances(InstanceIds=ids)
+    assert caught.value.response["Error"]["Code"] == "OperationNotPermitted"
+    assert ids[1] in caught.value.response["Error"]["Message"]
+
+    def states() -> list[str]:
+        reservations = ec2.describe_instances(InstanceIds=ids)["Reservations"]
+        found = {i["InstanceId"]: i["State"]["Name"] for r in reservations for i in r["Instances"]}
+        return [found[i] for i in ids]
+
+    # All three are in one zone: EC2 terminates none of them (moto alone
+    # would have terminated the first).
+    assert states() == ["running"] * 3
+    ec2.modify_instance_attribute(InstanceId=ids[1], DisableApiTermination={"Value": False})
+    ec2.terminate_instances(InstanceIds=ids)
+    assert states() == ["terminated"] * 3
+
+
+def test_held_instances_stay_pending_until_released(ec2: Any, image: str, front: AwsFront) -> None:
+    earlier = launch(ec2, image, "before-hold-token", count=1)["Instances"][0]["InstanceId"]
+    front.hold_boot()
+    held = [i["InstanceId"] for i in launch(ec2, image, "held-token", count=2)["Instances"]]
+
+    def state(instance_id: str) -> str:
+        (reservation,) = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        return str(reservation["Instances"][0]["State"]["Name"])
+
+    assert [state(i) for i in held] == ["pending", "pending"]
+    assert state(earlier) == "running"
+    replayed = launch(ec2, image, "held-token", count=2)["Instances"]
+    assert {i["State"]["Name"] for i in replayed} == {"pending"}
+    front.release_boot()
+    assert [state(i) for i in held] == ["running", "running"]
 
 
 def test_simulated_aws_server_yields_a_connect_config() -> None:

@@ -11,10 +11,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
     HttpResponseError,
+    ResourceExistsError,
     ResourceNotFoundError,
 )
 from azure.core.pipeline.policies import SansIOHTTPPolicy
@@ -50,6 +52,9 @@ def fake(server: AzureFake) -> Iterator[AzureFake]:
     yield server
     server.faults.clear()
     server.page_size, server.lro_delay, server.token, server.lro_retry_after = 100, 0.02, None, None
+    server.set_cores_quota(None)
+    server.release_provisioning()
+    server.locks.clear()
 
 
 @pytest.fixture
@@ -657,3 +662,140 @@ def test_dropped_response_without_retries_leaves_the_vm_created(fake: AzureFake,
     again = az.compute.virtual_machines.begin_create_or_update("rg-drop2", "vm", body).result()
     assert again.properties.vm_id == created["properties"]["vmId"]
     assert fake.resource_count(VM, sub) == 1
+
+
+# ------------------------------------------------- reliability knobs of the fake
+
+
+def test_if_none_match_star_creates_but_never_updates_a_vm(
+    fake: AzureFake, az: AzureClients, sub: str
+) -> None:
+    net = network(az, "rg-inm")
+    body = vm_body(nic(az, "rg-inm", "nic", net))
+    vms = az.compute.virtual_machines
+    made = vms.begin_create_or_update(
+        "rg-inm", "vm", body, match_condition=MatchConditions.IfMissing
+    ).result()
+    other = {**body, "tags": {"vmkit-workload": "other"}}
+    with pytest.raises(ResourceExistsError) as exc:
+        vms.begin_create_or_update("rg-inm", "vm", other, match_condition=MatchConditions.IfMissing)
+    assert exc.value.status_code == 412
+    assert code_of(exc) == "PreconditionFailed"
+    (vm,) = fake.resources(VM, sub)
+    assert vm["tags"] == {"vmkit-workload": "web"}
+    assert vm["properties"]["vmId"] == made.properties.vm_id
+
+
+def test_the_regional_vcpu_quota_refuses_a_vm_put_at_once(
+    fake: AzureFake, az: AzureClients, sub: str
+) -> None:
+    net = network(az, "rg-q")
+    vms = az.compute.virtual_machines
+    fake.set_cores_quota(3, "East US")
+    vms.begin_create_or_update("rg-q", "vm-0", vm_body(nic(az, "rg-q", "n0", net))).result()
+    with pytest.raises(HttpResponseError) as exc:
+        vms.begin_create_or_update("rg-q", "vm-1", vm_body(nic(az, "rg-q", "n1", net)))
+    assert exc.value.status_code == 409
+    assert code_of(exc) == "OperationNotAllowed"
+    message = str(exc.value.error.message if exc.value.error else "")
+    assert "exceeding approved Total Regional Cores quota" in message
+    assert "Current Limit: 3, Current Usage: 2, Additional Required: 2" in message
+    # Refused before anything was made: no VM, no OS disk, the NIC still free.
+    assert [v["name"] for v in fake.resources(VM, sub)] == ["vm-0"]
+    assert fake.resource_count(DISK, sub) == 1
+    assert "virtualMachine" not in az.network.network_interfaces.get("rg-q", "n1").properties
+    # A deallocated VM holds no cores; starting it again needs them.
+    vms.begin_deallocate("rg-q", "vm-0").result()
+    vms.begin_create_or_update("rg-q", "vm-1", vm_body(nic(az, "rg-q", "n1", net))).result()
+    with pytest.raises(HttpResponseError) as start:
+        vms.begin_start("rg-q", "vm-0")
+    assert code_of(start) == "OperationNotAllowed"
+    fake.set_cores_quota(None, "eastus")
+    vms.begin_start("rg-q", "vm-0").result()
+    assert "PowerState/running" in power(az, "rg-q", "vm-0")
+
+
+def test_a_network_put_while_the_last_one_runs_is_answered_429(fake: AzureFake, sub: str) -> None:
+    az = make_clients(fake, sub, retry_total=0)
+    net = network(az, "rg-busy")
+    fake.lro_delay = 0.5
+    pips = az.network.public_ip_addresses
+    body = {"location": "eastus", "sku": {"name": "Standard"}}
+    body["properties"] = {"publicIPAllocationMethod": "Static"}
+    pips.begin_create_or_update("rg-busy", "ip", body)
+    with pytest.raises(HttpResponseError) as again:
+        pips.begin_create_or_update("rg-busy", "ip", body)
+    assert again.value.status_code == 429
+    assert code_of(again) == "AnotherOperationInProgress"
+    assert "/providers/Microsoft.Network/locations/eastus/operations/" in str(again.value)
+    with pytest.raises(HttpResponseError) as delete:
+        pips.begin_delete("rg-busy", "ip")
+    assert code_of(delete) == "AnotherOperationInProgress"
+    # A NIC cannot join an NSG that is being updated either.
+    nsg = {"location": "eastus", "properties": {"securityRules": [rule("http", 110, "80")]}}
+    az.network.network_security_groups.begin_create_or_update("rg-busy", "nsg", nsg)
+    with pytest.raises(HttpResponseError) as joined:
+        nic(az, "rg-busy", "nic", net)
+    assert code_of(joined) == "AnotherOperationInProgress"
+    time.sleep(0.6)
+    assert pips.begin_create_or_update("rg-busy", "ip", body).result().name == "ip"
+    assert nic(az, "rg-busy", "nic", net).endswith("/nic")
+
+
+def test_a_held_vm_stays_creating_until_released(fake: AzureFake, az: AzureClients) -> None:
+    net = network(az, "rg-hold")
+    fake.hold_provisioning()
+    poller = az.compute.virtual_machines.begin_create_or_update(
+        "rg-hold", "vm", vm_body(nic(az, "rg-hold", "nic", net))
+    )
+    time.sleep(0.1)
+    assert not poller.done()
+    view = az.compute.virtual_machines.get("rg-hold", "vm", expand="instanceView")
+    assert view.properties.provisioning_state == "Creating"
+    assert "PowerState/starting" in power(az, "rg-hold", "vm")
+    fake.release_provisioning()
+    assert poller.result().properties.provisioning_state == "Succeeded"
+    assert "PowerState/running" in power(az, "rg-hold", "vm")
+
+
+def lock_path(resource_id: str, name: str = "keep") -> str:
+    return f"{resource_id}/providers/Microsoft.Authorization/locks/{name}?api-version=2016-09-01"
+
+
+def test_a_can_not_delete_lock_refuses_deletes_below_its_scope(
+    fake: AzureFake, az: AzureClients
+) -> None:
+    vm = new_vm(az, "rg-lock", "vm")
+    body = {"properties": {"level": "CanNotDelete", "notes": "prod"}}
+    put = az.resources.send_request(HttpRequest("PUT", lock_path(vm.id), json=body))
+    assert put.status_code == 201
+    assert put.json()["properties"]["level"] == "CanNotDelete"
+    with pytest.raises(HttpResponseError) as exc:
+        az.compute.virtual_machines.begin_delete("rg-lock", "vm")
+    assert exc.value.status_code == 409
+    assert code_of(exc) == "ScopeLocked"
+    assert f"following scope(s) are locked: '{vm.id}'" in str(exc.value)
+    # CanNotDelete still lets the VM be changed and stopped.
+    az.compute.virtual_machines.begin_deallocate("rg-lock", "vm").result()
+    listed = az.resources.send_request(
+        HttpRequest(
+            "GET", f"{vm.id}/providers/Microsoft.Authorization/locks?api-version=2016-09-01"
+        )
+    )
+    assert [lock["name"] for lock in listed.json()["value"]] == ["keep"]
+    assert az.resources.send_request(HttpRequest("DELETE", lock_path(vm.id))).status_code == 200
+    az.compute.virtual_machines.begin_delete("rg-lock", "vm").result()
+
+
+def test_a_read_only_lock_on_the_group_refuses_writes(fake: AzureFake, az: AzureClients) -> None:
+    net = network(az, "rg-ro")
+    group = net["nsg"].split("/providers/")[0]
+    fake.add_lock(group, "frozen", "ReadOnly")
+    with pytest.raises(HttpResponseError) as exc:
+        nic(az, "rg-ro", "nic", net)
+    assert code_of(exc) == "ScopeLocked"
+    assert "cannot perform write operation" in str(exc.value)
+    with pytest.raises(HttpResponseError):
+        az.resources.resource_groups.begin_delete("rg-ro")
+    fake.remove_lock(group, "frozen")
+    assert nic(az, "rg-ro", "nic", net).endswith("/nic")

@@ -176,21 +176,38 @@ def test_bulk_insert_of_named_instances_is_one_request(fake: GceFake, clients: G
     }
 
 
-def test_bulk_insert_counts_existing_names_and_creates_the_rest(clients: GceClients) -> None:
+def inserts_of(clients: GceClients, bulk_op: Any) -> dict[str, Any]:
+    """The insert operations of a bulkInsert's group, by instance name."""
+    flt = f'(operationType = "insert") AND (operationGroupId = "{bulk_op.operation_group_id}")'
+    listed = clients.zone_operations.list(request={"project": P, "zone": Z, "filter": flt})
+    return {op.target_link.rsplit("/", 1)[-1]: op for op in listed}
+
+
+def test_bulk_insert_fails_an_existing_name_and_creates_the_rest(clients: GceClients) -> None:
+    taken = wait(clients, insert(clients, resource("job-1")))
+    done = wait(clients, bulk(clients, names=["job-0", "job-1", "job-2"], min_count=1))
+    assert not done.error.errors
+    status = done.instances_bulk_insert_operation_metadata.per_location_status[f"zones/{Z}"]
+    assert (status.created_vm_count, status.failed_to_create_vm_count) == (2, 1)
+    inserts = inserts_of(clients, done)
+    assert sorted(inserts) == ["job-0", "job-1", "job-2"]
+    assert inserts["job-1"].error.errors[0].code == "RESOURCE_ALREADY_EXISTS"
+    assert not inserts["job-1"].target_id
+    made = {n: str(inserts[n].target_id) for n in ("job-0", "job-2")}
+    for name, instance_id in made.items():
+        assert not inserts[name].error.errors
+        assert str(clients.instances.get(project=P, zone=Z, instance=name).id) == instance_id
+    kept = clients.instances.get(project=P, zone=Z, instance="job-1")
+    assert str(kept.id) == str(taken.target_id), "the existing instance is untouched"
+
+
+def test_bulk_insert_short_of_min_count_creates_nothing(clients: GceClients) -> None:
     wait(clients, insert(clients, resource("job-1")))
     done = wait(clients, bulk(clients, names=["job-0", "job-1", "job-2"]))
+    assert done.error.errors[0].code == "RESOURCE_ALREADY_EXISTS"
     status = done.instances_bulk_insert_operation_metadata.per_location_status[f"zones/{Z}"]
-    assert status.created_vm_count == 2
-    assert names(clients) == ["job-0", "job-1", "job-2"]
-
-
-def test_bulk_insert_conflict_policy_refuses_existing_names() -> None:
-    with GceFake(bulk_existing="conflict", operation_delay=0, transition_delay=0) as fake:
-        clients = make_clients(fake)
-        insert(clients, resource("job-1"))
-        with pytest.raises(gexc.Conflict):
-            bulk(clients, names=["job-0", "job-1"])
-        assert names(clients) == ["job-1"]
+    assert status.created_vm_count == 0
+    assert names(clients) == ["job-1"]
 
 
 def test_bulk_insert_name_pattern_continues_after_highest_number(clients: GceClients) -> None:
@@ -208,8 +225,11 @@ def test_bulk_insert_checks_quota_up_front(fake: GceFake, clients: GceClients) -
     assert names(clients) == []
     done = wait(clients, bulk(clients, names=["a-0", "a-1", "a-2"], min_count=1))
     status = done.instances_bulk_insert_operation_metadata.per_location_status[f"zones/{Z}"]
-    assert status.created_vm_count == 2
+    assert (status.created_vm_count, status.failed_to_create_vm_count) == (2, 1)
     assert names(clients) == ["a-0", "a-1"]
+    refused = inserts_of(clients, done)["a-2"].error.errors[0]
+    assert refused.code == "QUOTA_EXCEEDED"
+    assert refused.message == "Quota 'CPUS' exceeded.  Limit: 4.0 in region us-central1."
 
 
 def test_bulk_insert_with_machine_type_url_fails_on_the_operation(clients: GceClients) -> None:
@@ -518,6 +538,42 @@ def test_machine_types_come_from_the_constructor(clients: GceClients) -> None:
             mine.machine_types.get(project=P, zone=Z, machine_type="c9-huge-8")
         with pytest.raises(gexc.BadRequest):
             insert(mine, resource("x", machine="e2-small"))
+
+
+# ------------------------------------------------ protection and slow boots
+
+
+def test_a_protected_instance_refuses_delete_until_unprotected(clients: GceClients) -> None:
+    wait(clients, insert(clients, resource("keep")))
+
+    def protection(value: bool) -> None:
+        request = compute_v1.SetDeletionProtectionInstanceRequest(
+            project=P, zone=Z, resource="keep", deletion_protection=value
+        )
+        wait(clients, clients.instances.set_deletion_protection(request=request))
+
+    protection(True)
+    assert clients.instances.get(project=P, zone=Z, instance="keep").deletion_protection
+    with pytest.raises(gexc.BadRequest) as err:
+        clients.instances.delete(project=P, zone=Z, instance="keep")
+    assert err.value.errors[0]["reason"] == "invalidResourceUsage"
+    assert "protected against deletion" in err.value.message
+    protection(False)
+    wait(clients, clients.instances.delete(project=P, zone=Z, instance="keep"))
+    assert names(clients) == []
+
+
+def test_held_instances_stay_staging_until_released(fake: GceFake, clients: GceClients) -> None:
+    fake.hold_provisioning()
+    done = wait(clients, bulk(clients, names=["slow-0", "slow-1"]))
+    assert not done.error.errors, "the operation completes; the boot does not"
+    time.sleep(0.3)
+    listed = clients.instances.list(project=P, zone=Z)
+    assert {(i.name, i.status) for i in listed} == {("slow-0", "STAGING"), ("slow-1", "STAGING")}
+    fake.release_provisioning()
+    time.sleep(0.3)
+    listed = clients.instances.list(project=P, zone=Z)
+    assert {i.status for i in listed} == {"RUNNING"}
 
 
 # ------------------------------------------------------- capacity and quota

@@ -736,3 +736,150 @@ def test_request_counting(api: Any, fake: KubernetesFake) -> None:
     assert fake.verb_count("list") == 1
     assert fake.watch_count() == 1
     assert fake.open_watches == 0
+
+
+# ------------------------------------------------------------ resource quotas
+
+
+def quota_body(name: str, pods: str, **hard: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": name},
+        "spec": {"hard": {"pods": pods, **hard}},
+    }
+
+
+def test_resource_quota_crud_and_usage(api: Any, fake: KubernetesFake) -> None:
+    api.create_namespaced_pod("default", pod_body("one"))
+    made = api.create_namespaced_resource_quota("default", quota_body("q", "3"))
+    assert made.spec.hard == {"pods": "3"}
+    assert made.status.used == {"pods": "1"}
+    api.create_namespaced_pod("default", pod_body("two"))
+    assert api.read_namespaced_resource_quota("q", "default").status.used == {"pods": "2"}
+    with pytest.raises(ApiException) as dup:
+        api.create_namespaced_resource_quota("default", quota_body("q", "3"))
+    assert (dup.value.status, status_body(dup.value)["reason"]) == (409, "AlreadyExists")
+    replaced = api.replace_namespaced_resource_quota("q", "default", quota_body("q", "5"))
+    assert replaced.status.hard == {"pods": "5"}
+    assert [q.metadata.name for q in api.list_namespaced_resource_quota("default").items] == ["q"]
+    with pytest.raises(ApiException) as bad:
+        api.create_namespaced_resource_quota("default", quota_body("neg", "-1"))
+    assert (bad.value.status, status_body(bad.value)["reason"]) == (422, "Invalid")
+    api.delete_namespaced_resource_quota("q", "default")
+    with pytest.raises(ApiException) as gone:
+        api.read_namespaced_resource_quota("q", "default")
+    assert gone.value.status == 404
+    assert fake.verb_count("create", "resourcequotas") == 3
+
+
+def test_a_pod_beyond_the_quota_is_403_exceeded_quota(api: Any, fake: KubernetesFake) -> None:
+    api.create_namespaced_resource_quota("default", quota_body("compute", "2"))
+    api.create_namespaced_pod("default", pod_body("a"))
+    api.create_namespaced_pod("default", pod_body("b"))
+    with pytest.raises(ApiException) as refused:
+        api.create_namespaced_pod("default", pod_body("c"))
+    status = status_body(refused.value)
+    assert refused.value.status == 403
+    assert status["reason"] == "Forbidden"
+    assert status["message"] == (
+        'pods "c" is forbidden: exceeded quota: compute, requested: pods=1, used: pods=2, '
+        "limited: pods=2"
+    )
+    assert status["details"] == {"name": "c", "kind": "pods"}
+    assert fake.pod("default", "c") is None
+    # Other namespaces are not charged; deleting a pod frees its place.
+    api.create_namespace({"metadata": {"name": "other"}})
+    api.create_namespaced_pod("other", pod_body("c"))
+    api.delete_namespaced_pod("a", "default", grace_period_seconds=0)
+    api.create_namespaced_pod("default", pod_body("c"))
+
+
+def test_terminal_pods_are_not_charged_to_the_quota(api: Any, fake: KubernetesFake) -> None:
+    fake.crash_image("crashy:*")
+    api.create_namespaced_pod("default", pod_body("done", image="crashy:1", restartPolicy="Never"))
+    wait_for(lambda: api.read_namespaced_pod("done", "default").status.phase == "Failed")
+    api.create_namespaced_resource_quota("default", quota_body("one", "1"))
+    api.create_namespaced_pod("default", pod_body("live"))
+    assert api.read_namespaced_resource_quota("one", "default").status.used == {"pods": "1"}
+
+
+def test_a_full_quota_answers_before_already_exists(api: Any) -> None:
+    api.create_namespaced_pod("default", pod_body("only"))
+    api.create_namespaced_resource_quota("default", quota_body("q", "1"))
+    with pytest.raises(ApiException) as refused:
+        api.create_namespaced_pod("default", pod_body("only"))
+    assert refused.value.status == 403
+    assert "exceeded quota" in status_body(refused.value)["message"]
+
+
+# ----------------------------------------------------------------- finalizers
+
+
+def test_a_pod_with_a_finalizer_stays_terminating_until_it_is_removed(
+    api: Any, fake: KubernetesFake
+) -> None:
+    body = pod_body("kept")
+    body["metadata"]["finalizers"] = ["example.com/hold"]
+    api.create_namespaced_pod("default", body)
+    mark = running(api, "kept").metadata.resource_version
+    api.delete_namespaced_pod("kept", "default", grace_period_seconds=1)
+    time.sleep(0.05)  # the grace period (1 s x 0.001) is long over
+    pod = api.read_namespaced_pod("kept", "default")
+    assert pod.metadata.deletion_timestamp is not None
+    assert pod.metadata.deletion_grace_period_seconds == 0
+    assert pod.metadata.finalizers == ["example.com/hold"]
+    with pytest.raises(ValueError, match="no new finalizers"):
+        fake.set_finalizers("default", "kept", ["example.com/hold", "example.com/more"])
+    assert fake.set_finalizers("default", "kept", []) is None
+    assert fake.pod("default", "kept") is None
+    types = [
+        e["type"]
+        for e in watch.Watch().stream(
+            api.list_namespaced_pod, "default", resource_version=mark, timeout_seconds=1
+        )
+    ]
+    assert types[-1] == "DELETED"
+    assert "MODIFIED" in types
+
+
+def test_an_unbound_pod_with_a_finalizer_is_only_marked() -> None:
+    body = pod_body("early")
+    body["metadata"]["finalizers"] = ["example.com/hold"]
+    with KubernetesFake(token=TOKEN, schedule_delay=60) as slow:
+        slow_api = client.CoreV1Api(make_api_client(slow))
+        slow_api.create_namespaced_pod("default", body)
+        slow_api.delete_namespaced_pod("early", "default")
+        stored = slow.pod("default", "early")
+        assert stored is not None
+        assert stored["metadata"]["deletionTimestamp"]
+        slow.set_finalizers("default", "early", [])
+        assert slow.pod("default", "early") is None
+
+
+def test_a_malformed_finalizer_is_invalid(api: Any) -> None:
+    body = pod_body("bad")
+    body["metadata"]["finalizers"] = ["not a name!"]
+    with pytest.raises(ApiException) as info:
+        api.create_namespaced_pod("default", body)
+    assert info.value.status == 422
+    assert status_body(info.value)["details"]["causes"][0]["field"] == "metadata.finalizers[0]"
+
+
+# ---------------------------------------------------------------- slow pulls
+
+
+def test_held_starts_stay_pending_pulling_until_released(api: Any, fake: KubernetesFake) -> None:
+    api.create_namespaced_pod("default", pod_body("before"))
+    running(api, "before")
+    fake.hold_starts()
+    api.create_namespaced_pod("default", pod_body("held"))
+    time.sleep(0.3)  # six times the fake's whole start delay
+    pod = api.read_namespaced_pod("held", "default")
+    assert pod.status.phase == "Pending"
+    assert pod.spec.node_name  # scheduled, the kubelet is still pulling
+    assert pod.status.container_statuses[0].state.waiting.reason == "ContainerCreating"
+    fake.release_starts()
+    running(api, "held")
+    api.create_namespaced_pod("default", pod_body("after"))
+    running(api, "after")

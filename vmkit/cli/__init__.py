@@ -9,5 +9,11 @@ stderr and an exit status by error class (see docs/cli.md): 0 ok,
 from __future__ import annotations
 
 from vmkit.cli._app import EXIT_CODES, cli, exit_code, main
+from vmkit.cli._gc import gc
+from vmkit.cli._sim import sim
+
+# Registered here, not in _app.py: the commands' modules build on _app's helpers.
+cli.add_command(gc)
+cli.add_command(sim)
 
 __all__ = ["EXIT_CODES", "cli", "exit_code", "main"]

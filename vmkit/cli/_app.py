@@ -281,16 +281,21 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @_with_provider
 @click.option("--no-wait", is_flag=True, help="Return once the create requests are sent.")
 @click.option("--timeout", type=float, help="Seconds to wait for running replicas.")
+@click.option("--atomic", is_flag=True, help="On failure, delete every machine this run made.")
 @_OUTPUT
-def deploy(file: Path, target: _Target, no_wait: bool, timeout: float | None, output: str) -> None:
+def deploy(
+    file: Path, target: _Target, no_wait: bool, timeout: float | None, atomic: bool, output: str
+) -> None:
     """Converge the provider to the workload in FILE and wait until it runs.
 
-    Idempotent: deploying the same spec again changes nothing.
+    Idempotent: deploying the same spec again changes nothing. When replicas
+    fail, the others stay and the failed ones are deleted (all of this run's
+    with --atomic).
     """
     workload = Workload.from_yaml(file)
     provider = target.connect()
     machines = deploy_with_progress(
-        provider, workload, console=_stderr(), timeout=timeout, wait=not no_wait
+        provider, workload, console=_stderr(), timeout=timeout, wait=not no_wait, atomic=atomic
     )
     _show_fleet(machines, output, empty=f"{workload.name} has no replicas")
 

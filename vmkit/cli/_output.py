@@ -37,6 +37,7 @@ __all__ = [
     "fleet_view",
     "format_age",
     "make_console",
+    "orphans_table",
     "plan_view",
     "providers_table",
     "snapshots_table",
@@ -107,13 +108,15 @@ def _cell(value: object) -> Text:
     return Text("-" if value is None or value == "" else str(value))
 
 
-def _table(columns: Sequence[str], rows: Iterable[Sequence[Text]]) -> Table:
-    """A table whose identifying columns are never shortened: on a narrow
-    terminal the other columns fold instead."""
+def _table(
+    columns: Sequence[str], rows: Iterable[Sequence[Text]], whole: frozenset[str] = _WHOLE
+) -> Table:
+    """A table whose identifying columns (``whole``) are never shortened: on a
+    narrow terminal the other columns fold instead."""
     rows = list(rows)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for index, column in enumerate(columns):
-        if column in _WHOLE:
+        if column in whole:
             width = max([len(column), *(row[index].cell_len for row in rows)])
             table.add_column(column, no_wrap=True, min_width=width)
         else:
@@ -301,6 +304,39 @@ def snapshots_table(snapshots: Sequence[Snapshot], *, now: datetime | None = Non
         for s in snapshots
     ]
     return _table(columns, rows)
+
+
+def orphans_table(records: Sequence[Mapping[str, Any]]) -> Table:
+    """What ``vmkit gc`` found, target by target: one row per orphaned resource
+    (target, provider, workload, kind, name, action: "deleted" or "would
+    delete", reason, id), and one row per target that failed, with "error" as
+    the action and its one-line error as the reason. ``records`` are those of
+    ``vmkit gc -o json``. The id comes last and may fold: a cloud's resource
+    ids can be long (Azure's are paths of 150 characters)."""
+    rows = []
+    for record in records:
+        if "error" in record:
+            rows.append(
+                [_cell(record["target"]), _cell(record["provider"])]
+                + [Text("")] * 3
+                + [Text("error", style="bold red"), Text(record["error"], style="red"), Text("")]
+            )
+            continue
+        action = Text("deleted", style="magenta") if record["deleted"] else Text("would delete")
+        rows.append(
+            [
+                _cell(record["target"]),
+                _cell(record["provider"]),
+                _cell(record["workload"]),
+                _cell(record["kind"]),
+                _cell(record["name"]),
+                action,
+                _cell(record["reason"]),
+                _cell(record["id"]),
+            ]
+        )
+    columns = ("target", "provider", "workload", "kind", "name", "action", "reason", "id")
+    return _table(columns, rows, whole=frozenset({"target", "name", "action"}))
 
 
 ProviderStatus = dict[str, Any]

@@ -77,6 +77,7 @@ def deploy_with_progress(
     console: Console,
     timeout: float | None = None,
     wait: bool = True,
+    atomic: bool = False,
 ) -> list[Machine]:
     """Converge ``provider`` to ``workload``; with ``wait``, show each replica's
     state on ``console`` until all are running (or stopped by the user).
@@ -84,9 +85,10 @@ def deploy_with_progress(
     Returns the machines by replica. Raises what ``Provider.deploy`` raises,
     and DeployTimeout naming the replicas still pending after ``timeout``
     seconds (the provider's ``timeout`` when None), counted from the start.
+    ``atomic`` as in ``Provider.deploy``.
     """
     if not wait:
-        return provider.deploy(workload, wait=False, timeout=timeout)
+        return provider.deploy(workload, wait=False, timeout=timeout, atomic=atomic)
     title = f"deploying {workload.name} on {provider.name} ({provider.location})"
     with _display(console, title) as display:
-        return provider.deploy(workload, timeout=timeout, progress=display.show)
+        return provider.deploy(workload, timeout=timeout, progress=display.show, atomic=atomic)

@@ -35,7 +35,9 @@ class FaultRule:
     latency: float = 0.0
     count: int | None = None
     rate: float = 1.0
+    each: bool = False
     fired: int = 0
+    seen: set[str] = field(default_factory=set, repr=False)
 
     def matches(self, method: str, path: str) -> bool:
         if self.count is not None and self.count <= 0:
@@ -118,10 +120,20 @@ class FaultPlan:
         rate: float = 1.0,
         method: str | None = "POST",
         path: str | None = None,
+        each: bool = False,
     ) -> FaultRule:
-        """Handle the request (it commits), then close without answering."""
+        """Handle the request (it commits), then close without answering.
+
+        With ``each``, the first answer of every distinct matching request
+        is lost once and its retries are answered: "every create response
+        is dropped once". Requests are told apart by the key the fake gives
+        (method, path, query and a digest of the body, so a retry, which
+        resends the same idempotency key, is the same request).
+        """
         return self._add(
-            FaultRule("drop", _upper(method), self._pattern(path), count=count, rate=rate)
+            FaultRule(
+                "drop", _upper(method), self._pattern(path), count=count, rate=rate, each=each
+            )
         )
 
     def delay(
@@ -150,8 +162,11 @@ class FaultPlan:
         with self._lock:
             self._rules.clear()
 
-    def decide(self, method: str, path: str) -> Decision:
+    def decide(self, method: str, path: str, key: str | None = None) -> Decision:
         """The faults for one request; counts down the rules that fire.
+
+        ``key`` identifies the request for rules that fire once per distinct
+        request (``each``); the method and path when not given.
 
         Errors and resets are decided first: a request that fails never
         reaches the handler, so a "drop the response" rule does not fire on
@@ -167,6 +182,11 @@ class FaultPlan:
                     continue
                 if rule.rate < 1.0 and self._rng.random() >= rule.rate:
                     continue
+                if rule.each:
+                    identity = key if key is not None else f"{method.upper()} {path}"
+                    if identity in rule.seen:
+                        continue
+                    rule.seen.add(identity)
                 if rule.count is not None:
                     rule.count -= 1
                 rule.fired += 1

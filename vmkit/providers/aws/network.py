@@ -206,14 +206,16 @@ class Network:
         ).get("SecurityGroups", [])
         deadline = time.monotonic() + (self._p.timeout if patience is None else patience)
         for group in groups:
-            self._delete_group(str(group["GroupId"]), deadline)
+            self.delete_group(str(group["GroupId"]), deadline)
         pairs = self._p._call("ec2:DescribeKeyPairs", self._ec2.describe_key_pairs, Filters=owner)
         for pair in pairs.get("KeyPairs", []):
             self._p._call("ec2:DeleteKeyPair", self._ec2.delete_key_pair, KeyName=pair["KeyName"])
 
-    def _delete_group(self, group_id: str, deadline: float) -> None:
+    def delete_group(self, group_id: str, deadline: float) -> None:
+        """Delete a security group; gone already is fine. While it is still in
+        use (DependencyViolation) it is tried again until ``deadline``."""
         # Network interfaces of terminated instances linger for a while, and
-        # the group cannot go before they do (DependencyViolation).
+        # the group cannot go before they do.
         while True:
             try:
                 self._p._call(

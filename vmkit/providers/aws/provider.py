@@ -20,13 +20,14 @@ from botocore.config import Config
 from botocore.exceptions import ProfileNotFound
 
 from vmkit.catalog import PORTABLE_IMAGES, fitting_types, resolve_image, resolve_instance_type
-from vmkit.errors import AuthError, ConfigError, NotFound, ProviderError, SpecError
-from vmkit.machine import Machine, Snapshot
-from vmkit.provider import WORKLOAD_TAG, CreateRequest, Provider, ownership_labels
+from vmkit.errors import AuthError, ConfigError, NotFound, ProviderError, QuotaExceeded, SpecError
+from vmkit.machine import Machine, MachineState, Orphan, Snapshot
+from vmkit.provider import WORKLOAD_TAG, CreateRequest, PartialCreate, Provider, ownership_labels
 from vmkit.providers.aws import translate as tr
-from vmkit.providers.aws.errors import AwsErrors
+from vmkit.providers.aws.errors import AwsErrors, aws_error_code
 from vmkit.providers.aws.images import Images
 from vmkit.providers.aws.network import Network
+from vmkit.providers.aws.orphans import delete_orphans, find_orphans
 from vmkit.render import render_cloud_init
 from vmkit.spec import Workload
 
@@ -42,6 +43,14 @@ GROUP_ID_PENDING = "resolve:security-group/"
 TAG_WORKERS = 16
 # Candidates per DescribeInstanceTypeOfferings filter (EC2 caps filter values).
 OFFERING_CHUNK = 100
+# The refusal after which EC2 launches part of a batch, when asked to
+# (RunInstances' MinCount below MaxCount): "Error codes for the Amazon EC2 API",
+# https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html
+CAPACITY_CODE = "InsufficientInstanceCapacity"
+# Termination protection refuses TerminateInstances with this code
+# (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_TerminateInstances.html).
+PROTECTED_CODE = "OperationNotPermitted"
+GONE = frozenset({MachineState.DELETED})
 # "User data is limited to 16 KB" (before base64), RunInstances API reference:
 # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_RunInstances.html
 USER_DATA_LIMIT = 16 * 1024
@@ -64,7 +73,15 @@ class AwsProvider(Provider):
       (``MinCount == MaxCount``) whose ``ClientToken`` is a fresh uuid4 per
       deploy call and is resent unchanged on retries; each instance is then
       tagged with its replica index and ``Name`` (``CreateTags``), in
-      ``AmiLaunchIndex`` order.
+      ``AmiLaunchIndex`` order. An instance that cannot be tagged is
+      terminated and its replica reported failed; the others stay.
+    * When EC2 lacks the capacity for the whole batch
+      (``InsufficientInstanceCapacity``), a second ``RunInstances`` with
+      ``MinCount`` 1 launches what it has room for; the replicas left out
+      fail with ``QuotaExceeded`` carrying EC2's reason, the others stay.
+    * An instance under termination protection (``disableApiTermination``)
+      makes ``destroy`` and ``delete`` fail naming it, once the others are
+      terminated.
     * Each workload owns a security group ``vmkit-<workload>`` opening only the
       declared ports (and 22/tcp only with ``ssh_public_key``, imported as key
       pair ``vmkit-<workload>``); a deploy brings an existing group's rules back
@@ -327,29 +344,91 @@ class AwsProvider(Provider):
                 )
             body["SecurityGroupIds"] = [group["GroupId"]]
         try:
-            answer = self._call("ec2:RunInstances", self._ec2.run_instances, **body)
+            answer, shortfall = self._launch(body)
         except ProviderError:
             self._release_unused_shared(workload.name)
             raise
         instances = sorted(answer.get("Instances", []), key=lambda i: i.get("AmiLaunchIndex", 0))
+        wanted = len(request.replicas)
         try:
-            if len(instances) != len(request.replicas):
+            if not 0 < len(instances) <= wanted:
                 raise ProviderError(
-                    f"RunInstances made {len(instances)} instances, {len(request.replicas)} asked",
+                    f"RunInstances made {len(instances)} instances, {wanted} asked",
                     provider=self.name,
                     operation="ec2:RunInstances",
                 )
-            pairs = list(zip(instances, request.replicas, strict=True))
-            # Each instance needs its own tags, so one CreateTags per instance;
-            # they are independent, so they go out together (boto3 clients are
-            # thread-safe).
-            with ThreadPoolExecutor(max_workers=min(TAG_WORKERS, len(pairs))) as pool:
-                machines = list(pool.map(lambda pair: self._tag_replica(workload, *pair), pairs))
+            machines, error = self._tag_all(workload, instances, request.replicas)
         except BaseException:
             # Untagged instances would be orphans no listing finds by replica.
             self._terminate_quietly([str(i["InstanceId"]) for i in instances])
             raise
-        return machines
+        if shortfall is not None:
+            error = QuotaExceeded(
+                f"{shortfall} (EC2 launched {len(instances)} of {wanted})",
+                provider=self.name,
+                operation="ec2:RunInstances",
+            )
+            error.__cause__ = shortfall.__cause__
+        if error is None:
+            return machines
+        if not machines:
+            self._release_unused_shared(workload.name)
+            raise error
+        raise PartialCreate(machines, error)
+
+    def _launch(self, body: dict[str, Any]) -> tuple[dict[str, Any], QuotaExceeded | None]:
+        """RunInstances for the whole batch; when EC2 lacks the capacity for
+        all of it, again for what it has room for. Returns the answer and, in
+        that case, EC2's refusal (why the others were not launched)."""
+        try:
+            return self._call("ec2:RunInstances", self._ec2.run_instances, **body), None
+        except QuotaExceeded as exc:
+            if aws_error_code(exc) != CAPACITY_CODE or body["MaxCount"] <= 1:
+                raise
+            shortfall = exc
+        # "If you specify a maximum that is more instances than Amazon EC2 can
+        # launch in the target Availability Zone, Amazon EC2 launches the
+        # largest possible number of instances above MinCount" (RunInstances,
+        # MinCount/MaxCount, EC2 API reference). Other parameters, so another
+        # ClientToken: derived from the first, stable across retries.
+        partial = dict(body, MinCount=1, ClientToken=tr.partial_token(str(body["ClientToken"])))
+        try:
+            answer = self._call("ec2:RunInstances", self._ec2.run_instances, **partial)
+        except QuotaExceeded as exc:
+            if aws_error_code(exc) != CAPACITY_CODE:
+                raise
+            raise shortfall from shortfall.__cause__
+        log.info("aws: %s", shortfall)
+        return answer, shortfall
+
+    def _tag_all(
+        self, workload: Workload, instances: Sequence[dict[str, Any]], replicas: Sequence[int]
+    ) -> tuple[builtins.list[Machine], ProviderError | None]:
+        """Tag each instance with its replica, in AmiLaunchIndex order; the
+        instances that could not be tagged are terminated. Returns the tagged
+        machines and the first tagging error."""
+        pairs = list(zip(instances, replicas, strict=False))
+
+        def tag(pair: tuple[dict[str, Any], int]) -> Machine | ProviderError:
+            try:
+                return self._tag_replica(workload, *pair)
+            except ProviderError as exc:
+                return exc
+
+        # Each instance needs its own tags, so one CreateTags per instance;
+        # they are independent, so they go out together (boto3 clients are
+        # thread-safe).
+        with ThreadPoolExecutor(max_workers=min(TAG_WORKERS, len(pairs))) as pool:
+            results = list(pool.map(tag, pairs))
+        machines = [r for r in results if isinstance(r, Machine)]
+        errors = [r for r in results if isinstance(r, ProviderError)]
+        untagged = [
+            str(instance["InstanceId"])
+            for (instance, _), result in zip(pairs, results, strict=True)
+            if isinstance(result, ProviderError)
+        ]
+        self._terminate_quietly(untagged)
+        return machines, errors[0] if errors else None
 
     def _tag_replica(self, workload: Workload, instance: dict[str, Any], replica: int) -> Machine:
         per_instance = tr.replica_tags(workload.name, replica)
@@ -368,7 +447,7 @@ class AwsProvider(Provider):
         # leave the group and key pair it just made behind. Only when the
         # workload has no machine at all, and in one attempt: it is cleanup.
         try:
-            if not self._list(workload):
+            if not [m for m in self._list(workload) if m.state not in GONE]:
                 self._network.delete(workload, patience=0)
         except ProviderError as exc:
             log.warning("aws: could not clean up the shared resources of %s: %s", workload, exc)
@@ -388,20 +467,58 @@ class AwsProvider(Provider):
     # ---------------------------------------------------------------- deleting
 
     def _delete(self, machines: Sequence[Machine]) -> None:
+        """Terminate ``machines``. One already gone is fine; one EC2 refuses to
+        terminate (termination protection) makes it raise ProviderError naming
+        that machine, once the others are terminated."""
         ids = [m.id for m in machines]
         try:
             self._call("ec2:TerminateInstances", self._ec2.terminate_instances, InstanceIds=ids)
+            return
         except NotFound:
-            # One id already gone fails the whole call; terminate the rest one by one.
-            for instance_id in ids:
-                try:
-                    self._call(
-                        "ec2:TerminateInstances",
-                        self._ec2.terminate_instances,
-                        InstanceIds=[instance_id],
-                    )
-                except NotFound:
-                    continue
+            pass  # one id already gone fails the whole call
+        except ProviderError as exc:
+            # A protected instance fails the call for every instance of its
+            # zone (TerminateInstances, EC2 API reference).
+            if aws_error_code(exc) != PROTECTED_CODE:
+                raise
+        refused: builtins.list[tuple[Machine, ProviderError]] = []
+        for machine in machines:
+            try:
+                self._call(
+                    "ec2:TerminateInstances",
+                    self._ec2.terminate_instances,
+                    InstanceIds=[machine.id],
+                )
+            except NotFound:
+                continue
+            except ProviderError as exc:
+                if aws_error_code(exc) != PROTECTED_CODE:
+                    raise
+                refused.append((machine, exc))
+        if refused:
+            names = ", ".join(f"{m.name} ({m.id})" for m, _ in refused)
+            raise ProviderError(
+                f"EC2 refused to terminate {names}: termination protection is on "
+                f"(disableApiTermination); {refused[0][1]}",
+                provider=self.name,
+                operation="ec2:TerminateInstances",
+            ) from refused[0][1].__cause__
+
+    # ------------------------------------------------------------ orphans
+
+    def _orphans(self, workload: str | None) -> builtins.list[Orphan]:
+        """See Provider.gc. On EC2: the workload's security group and key pair
+        once no instance of it is left, EBS volumes it tagged that are
+        ``available`` (attached to nothing) and were not made a moment ago,
+        and instances it launched but never tagged with a replica (a deploy
+        interrupted between RunInstances and CreateTags, older than
+        ``vmkit.plan.IN_FLIGHT``) with their volumes."""
+        return find_orphans(self, workload)
+
+    def _delete_orphans(self, found: Sequence[Orphan]) -> None:
+        """Terminate the orphaned instances and wait until they are gone, then
+        delete the volumes, security groups and key pairs. Idempotent."""
+        delete_orphans(self, found)
 
     # --------------------------------------------------------------- lifecycle
 

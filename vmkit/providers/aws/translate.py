@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +36,7 @@ __all__ = [
     "existing_rules",
     "key_pair_name",
     "parse_options",
+    "partial_token",
     "permissions",
     "replica_name",
     "replica_tags",
@@ -192,9 +194,11 @@ def run_instances_body(
     """The exact ``RunInstances`` parameters for ``count`` replicas of ``workload``.
 
     One request makes the whole batch (``MinCount == MaxCount``), so EC2
-    launches all or nothing. The security group goes by name
-    (``SecurityGroups``) in the default VPC, which RunInstances accepts there
-    only, and by id (``SecurityGroupIds``) in a named subnet.
+    launches all or nothing; when it has no capacity for all, the backend
+    asks again with ``MinCount`` 1 (``AwsProvider._launch``). The security
+    group goes by name (``SecurityGroups``) in the default VPC, which
+    RunInstances accepts there only, and by id (``SecurityGroupIds``) in a
+    named subnet.
     UserData is plain text: boto3 base64-encodes it for RunInstances
     (botocore/handlers.py ``base64_encode_user_data``).
     """
@@ -243,6 +247,14 @@ def run_instances_body(
             },
         }
     return body
+
+
+def partial_token(client_token: str) -> str:
+    """The ClientToken of the RunInstances that asks again for part of a
+    batch EC2 had no capacity for: derived from the batch's own token, so it
+    is new with each deploy call and the same on each retry (EC2 refuses a
+    token reused with other parameters: IdempotentParameterMismatch)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_OID, f"vmkit-partial:{client_token}"))
 
 
 def _parse_replica(value: str | None) -> int | None:

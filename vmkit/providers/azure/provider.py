@@ -11,14 +11,14 @@ import contextlib
 import logging
 import os
 import threading
+import time
 import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from functools import cached_property
 from typing import Any
 
-from azure.core.credentials import TokenCredential
+from azure.core.credentials import AccessToken, TokenCredential
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -26,19 +26,21 @@ from vmkit.catalog import fitting_types, resolve_image, resolve_instance_type
 from vmkit.errors import (
     AuthError,
     ConfigError,
-    DeployTimeout,
     NotFound,
     ProviderError,
+    QuotaExceeded,
     SpecError,
 )
-from vmkit.machine import Machine, MachineState, Snapshot
+from vmkit.machine import Machine, Orphan, Snapshot
 from vmkit.provider import CreateRequest, Provider
 from vmkit.providers.azure import translate as tr
 from vmkit.providers.azure.clients import AzureClients, make_clients
 from vmkit.providers.azure.disks import Disks
-from vmkit.providers.azure.errors import AzureErrors
+from vmkit.providers.azure.errors import QUOTA_CODES, AzureErrors
 from vmkit.providers.azure.machines import Machines
-from vmkit.providers.azure.network import Network, as_dict, nic_addresses
+from vmkit.providers.azure.network import Network, as_dict
+from vmkit.providers.azure.orphans import Orphans
+from vmkit.providers.azure.replicas import Replicas, for_replica
 from vmkit.render import render_cloud_init
 from vmkit.spec import Workload
 
@@ -62,7 +64,10 @@ class AzureProvider(Provider):
     (created on the first deploy when missing), ``location``, ``credential`` (any
     azure-core ``TokenCredential``; ``DefaultAzureCredential`` when None, built on first
     use), ``endpoint`` (an ARM endpoint instead of management.azure.com; an ``http://``
-    one gets a bearer policy allowed over plain http), ``polling_interval`` (seconds
+    one gets a bearer policy allowed over plain http), ``auth`` (``"default"``, or
+    ``"anonymous"``: no credential, a fixed placeholder bearer token for an emulator
+    that checks none; only with ``endpoint``, so that it can never reach Azure),
+    ``polling_interval`` (seconds
     between polls of a long-running operation when ARM sends no Retry-After; the SDK's
     30 by default), ``concurrency`` (replicas created or deleted at once, 10), and the
     shared ``retry_attempts``, ``retry_timeout``, ``poll_interval``, ``timeout``. No API
@@ -70,11 +75,18 @@ class AzureProvider(Provider):
 
     What is specific to Azure:
 
-    * VMs are created by name (PUT), which is idempotent by itself: a retried create
-      makes nothing new. Each replica is its own request (public IP, NIC, then the VM),
-      the replicas of a deploy run concurrently and are awaited together.
-    * A replica whose VM fails to provision has its VM, NIC, public IP and OS disk
-      deleted before the error (QuotaExceeded for capacity and quota) is raised.
+    * VMs are created by name (PUT with ``If-None-Match: *``): a retried create, or a
+      concurrent deploy's, makes nothing new, and a VM of the same name, workload and
+      spec is adopted as the replica rather than updated or deleted. Each replica is its
+      own request (public IP, NIC, then the VM), the replicas of a deploy run
+      concurrently and are awaited together with one listing per round.
+    * A replica refused at create (QuotaExceeded for the regional vCPU quota) has its
+      NIC and public IP deleted before the deploy's error names it; one whose VM fails
+      to provision has its VM, NIC, public IP and OS disk deleted.
+    * ``gc`` finds, among what carries vmkit's tags: NICs with no VM, public IPs on no
+      NIC (or only on such NICs), unattached managed disks, the NSGs of workloads with
+      no VM left, and vmkit's virtual network when only those NICs use it. Snapshots
+      never count.
     * ``stop`` deallocates: the VM stops billing for compute, its disk is kept.
     * Snapshots are incremental managed snapshots of the OS disk; ``restore`` swaps in
       a disk made from one while the VM is deallocated.
@@ -99,6 +111,7 @@ class AzureProvider(Provider):
         location: str | None = None,
         credential: TokenCredential | None = None,
         endpoint: str | None = None,
+        auth: str = "default",
         polling_interval: float | None = None,
         concurrency: int = 10,
         retry_attempts: int = 8,
@@ -113,6 +126,9 @@ class AzureProvider(Provider):
             timeout=timeout,
         )
         _check_config(subscription_id, resource_group, location, endpoint, concurrency)
+        _check_auth(auth, endpoint=endpoint, credential=credential)
+        if auth == "anonymous":
+            credential = AnonymousCredential()
         self.subscription_id: str = subscription_id or os.environ["AZURE_SUBSCRIPTION_ID"]
         self.resource_group: str = str(resource_group)
         self._location = str(location).replace(" ", "").lower()
@@ -127,6 +143,8 @@ class AzureProvider(Provider):
         self.network = Network(self)
         self._disks = Disks(self)
         self._machines = Machines(self)
+        self._replicas = Replicas(self)
+        self._orphans_finder = Orphans(self)
 
     @classmethod
     def credentials_status(cls, **config: Any) -> str | None:
@@ -134,6 +152,8 @@ class AzureProvider(Provider):
         else why not. Requests no token."""
         if not (config.get("subscription_id") or os.environ.get("AZURE_SUBSCRIPTION_ID")):
             return "no subscription: pass subscription_id or set AZURE_SUBSCRIPTION_ID"
+        if config.get("auth") == "anonymous":
+            return None if config.get("endpoint") else "auth 'anonymous' needs an endpoint"
         if config.get("credential") is not None:
             return None
         try:
@@ -171,9 +191,26 @@ class AzureProvider(Provider):
     # ----------------------------------------------------------------- calls
 
     def _lro(self, operation: str, begin: Callable[..., Any], *args: Any) -> Any:
-        """Start a long-running operation and wait for its end, under the retry policy:
-        a transient failure while polling sends the (idempotent) request again."""
-        return self._call(operation, lambda: begin(*args).result())
+        """Start a long-running operation and wait for its end, each under the retry
+        policy: a failed start is sent again (every request vmkit starts is idempotent);
+        a failed poll resumes polling from the operation's continuation token (azure-core
+        ``LROPoller.continuation_token``, taken by every ``begin_*`` as
+        ``continuation_token=``) without sending the request again. A poll retried alone
+        keeps a lost answer from costing the whole operation."""
+        started = self._call(operation, lambda: begin(*args))
+        token = started.continuation_token()
+        current: builtins.list[Any] = [started]
+
+        def result() -> Any:
+            if not current:
+                current.append(begin(*args, continuation_token=token))
+            try:
+                return current[0].result()
+            except Exception:
+                current.clear()
+                raise
+
+        return self._call(operation, result)
 
     def _paged(
         self, operation: str, list_fn: Callable[..., Any], *args: Any, **kwargs: Any
@@ -218,6 +255,14 @@ class AzureProvider(Provider):
     def _failure_reason(self, machine: Machine) -> str:
         view = (machine.raw.get("properties") or {}).get("instanceView")
         return tr.failure_reason(view) or str(machine.state)
+
+    def _failure_error(self, machine: Machine, reason: str) -> ProviderError:
+        # An allocation or quota failure while provisioning is a QuotaExceeded,
+        # as the same refusal is when the PUT itself is answered with it.
+        view = (machine.raw.get("properties") or {}).get("instanceView")
+        if tr.failure_code(view) in QUOTA_CODES:
+            return QuotaExceeded(reason, provider=self.name, operation="wait")
+        return super()._failure_error(machine, reason)
 
     # -------------------------------------------------------------- planning
 
@@ -314,59 +359,19 @@ class AzureProvider(Provider):
     def _delete_shared(self, workload: str) -> None:
         self.network.delete_shared(workload)
 
+    def _orphans(self, workload: str | None) -> builtins.list[Orphan]:
+        """See Provider._orphans and :class:`.orphans.Orphans`."""
+        return self._orphans_finder.find(workload)
+
+    def _delete_orphans(self, orphans: Sequence[Orphan]) -> None:
+        self._orphans_finder.delete(orphans)
+
     # -------------------------------------------------------------- creating
 
     def _create(self, workload: Workload, request: CreateRequest) -> builtins.list[Machine]:
-        return [self._create_replica(workload, request)]
-
-    def _create_replica(self, workload: Workload, request: CreateRequest) -> Machine:
-        """Public IP, NIC, then the VM, each awaited. On failure everything the replica
-        had is deleted before the error, renamed for the replica, is raised."""
-        body = request.body
-        vm_name = str(body["virtualMachine"]["name"])
-        addresses: tuple[str | None, str | None] = (None, None)
-        try:
-            public: dict[str, str | None] = {}
-            if "publicIPAddress" in body:
-                pip = self.network.create_public_ip(
-                    body["publicIPAddress"]["name"], body["publicIPAddress"]["parameters"]
-                )
-                public[str(pip.get("id") or "").lower()] = (pip.get("properties") or {}).get(
-                    "ipAddress"
-                )
-            nic = self.network.create_nic(
-                body["networkInterface"]["name"], body["networkInterface"]["parameters"]
-            )
-            addresses = nic_addresses(nic, public)
-            vm = as_dict(
-                self._lro(
-                    "compute:CreateVM",
-                    self.clients.compute.virtual_machines.begin_create_or_update,
-                    self.resource_group,
-                    vm_name,
-                    dict(body["virtualMachine"]["parameters"]),
-                )
-            )
-        except ProviderError as exc:
-            self._discard_replica(vm_name)
-            raise _for_replica(exc, vm_name) from exc
-        machine = tr.to_machine(vm, None, private_ip=addresses[0], public_ip=addresses[1])
-        # The create has ended: the VM is up or starting; the next listing says which.
-        return replace(machine, state=MachineState.PENDING)
-
-    def _discard_replica(self, vm_name: str) -> None:
-        # A VM that failed to provision stays, in state Failed, holding its NIC and
-        # disk: delete it first, then whatever deleteOption did not take with it.
-        try:
-            self._lro(
-                "compute:DeleteVM",
-                self.clients.compute.virtual_machines.begin_delete,
-                self.resource_group,
-                vm_name,
-            )
-            self.network.delete_leftovers(vm_name)
-        except ProviderError as exc:
-            log.warning("azure: could not clean up replica %s: %s", vm_name, exc)
+        """See Provider._create. One replica per request; see :mod:`.replicas` for how a
+        VM another deploy made under the same name is adopted, never replaced."""
+        return [self._replicas.create(workload, request)]
 
     # -------------------------------------------------------------- deleting
 
@@ -376,9 +381,17 @@ class AzureProvider(Provider):
             return
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(machines))) as pool:
             futures = [pool.submit(self._delete_one, m) for m in machines]
-        errors = [f.exception() for f in futures if f.exception() is not None]
-        if errors:
-            raise errors[0]  # type: ignore[misc]
+        failed: dict[str, ProviderError] = {}
+        for machine, future in zip(machines, futures, strict=True):
+            error = future.exception()
+            if isinstance(error, ProviderError):
+                failed[machine.name] = error
+            elif error is not None:
+                raise error
+        if failed:
+            first = failed[min(failed)]
+            # The SDK's exception stays the cause, as for any other vmkit error.
+            raise _not_deleted(failed) from (first.__cause__ or first)
 
     def _delete_one(self, machine: Machine) -> None:
         with contextlib.suppress(NotFound):
@@ -452,14 +465,16 @@ def _fetch_text(url: str) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def _for_replica(exc: ProviderError, replica: str) -> ProviderError:
-    """``exc`` again, same type, its message prefixed with the replica's name."""
-    message = f"{replica}: {exc}"
-    if isinstance(exc, DeployTimeout):
-        return DeployTimeout(
-            message, pending=exc.pending, provider=exc.provider, operation=exc.operation
-        )
-    return type(exc)(message, provider=exc.provider, operation=exc.operation)
+def _not_deleted(failed: dict[str, ProviderError]) -> ProviderError:
+    """One error naming every machine the cloud would not delete (a lock's ScopeLocked,
+    say), with each one's reason."""
+    if len(failed) == 1:
+        ((name, error),) = failed.items()
+        return for_replica(error, name)
+    listed = "; ".join(f"{name} ({error})" for name, error in sorted(failed.items()))
+    return ProviderError(
+        f"could not delete {len(failed)} machine(s): {listed}", provider="azure", operation="delete"
+    )
 
 
 def _image_value(os_image: str, arch: tr.Arch) -> str:
@@ -486,3 +501,38 @@ def _check_config(
         raise ConfigError(f"azure: endpoint must be an http(s) URL, got {endpoint!r}")
     if concurrency < 1:
         raise ConfigError(f"azure: concurrency must be at least 1, got {concurrency}")
+
+
+def _check_auth(auth: str, *, endpoint: str | None, credential: object) -> None:
+    """Refuse an unknown ``auth``, and anonymous access anywhere but an explicit endpoint."""
+    if auth not in ("default", "anonymous"):
+        raise ConfigError(f"azure: auth must be 'default' or 'anonymous', got {auth!r}")
+    if auth == "anonymous" and endpoint is None:
+        raise ConfigError(
+            "azure: auth 'anonymous' needs an endpoint (an emulator or fake): Azure "
+            "Resource Manager itself refuses calls without a token"
+        )
+    if auth == "anonymous" and credential is not None:
+        raise ConfigError("azure: give a credential or auth 'anonymous', not both")
+
+
+class AnonymousCredential:
+    """A ``TokenCredential`` for ``auth="anonymous"``: the same placeholder bearer
+    token, ``anonymous``, for every scope. ARM's protocol sends a bearer token on
+    every call (azure-core's BearerTokenCredentialPolicy asks the credential for
+    one), so an emulator gets one that is no secret and grants nothing."""
+
+    TOKEN = "anonymous"
+    # One day: azure-core asks again only when a token is about to expire.
+    LIFETIME = 86400
+
+    def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> AccessToken:
+        """The placeholder token, valid for a day from now."""
+        return AccessToken(self.TOKEN, int(time.time()) + self.LIFETIME)

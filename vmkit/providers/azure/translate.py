@@ -472,6 +472,15 @@ def failure_reason(instance_view: Mapping[str, Any] | None) -> str | None:
     return None
 
 
+def failure_code(instance_view: Mapping[str, Any] | None) -> str | None:
+    """The code of the instance view's error status (``ProvisioningState/failed/
+    AllocationFailed`` gives ``AllocationFailed``)."""
+    for status in _statuses(instance_view):
+        if str(status.get("level") or "").lower() == "error":
+            return str(status.get("code") or "").rsplit("/", 1)[-1] or None
+    return None
+
+
 def parse_replica(value: str | None) -> int | None:
     """The replica index of a tag value, None when absent or malformed."""
     if value is None or not value.isdigit():

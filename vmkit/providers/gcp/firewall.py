@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from google.cloud import compute_v1
 
-from vmkit.errors import NotFound
+from vmkit.errors import NotFound, ProviderError
 from vmkit.providers.gcp import translate as tr
+from vmkit.providers.gcp.errors import error_reasons
 from vmkit.spec import Workload
 
 if TYPE_CHECKING:
     from vmkit.providers.gcp.provider import GcpProvider
 
 __all__ = ["Firewalls"]
+
+#: Polls for a rule that a racing caller's insert is still making.
+SETTLE_POLLS = 20
 
 
 class Firewalls:
@@ -52,28 +57,50 @@ class Firewalls:
             return
         resource = compute_v1.Firewall.from_json(json.dumps(wanted))
         if existing is None:
-            op = self._p._sdk(
-                "compute:firewalls.insert",
-                self._p.clients.firewalls.insert_unary,
-                request_type=compute_v1.InsertFirewallRequest,
-                project=self._p.project,
-                firewall_resource=resource,
-                request_id=str(uuid.uuid4()),
-            )
+            try:
+                op = self._p._sdk(
+                    "compute:firewalls.insert",
+                    self._p.clients.firewalls.insert_unary,
+                    request_type=compute_v1.InsertFirewallRequest,
+                    project=self._p.project,
+                    firewall_resource=resource,
+                    request_id=str(uuid.uuid4()),
+                )
+            except ProviderError as exc:
+                if "alreadyExists" not in error_reasons(exc):
+                    raise
+                # A deploy racing this one inserted it first (409 alreadyExists).
+                existing = self._settled(name)
+                if existing is None or not tr.firewall_differs(existing, wanted):
+                    return
+                op = self._update(name, resource)
         elif tr.firewall_differs(existing, wanted):
-            # update (PUT) replaces the whole rule, so fields added by hand go too.
-            op = self._p._sdk(
-                "compute:firewalls.update",
-                self._p.clients.firewalls.update_unary,
-                request_type=compute_v1.UpdateFirewallRequest,
-                project=self._p.project,
-                firewall=name,
-                firewall_resource=resource,
-                request_id=str(uuid.uuid4()),
-            )
+            op = self._update(name, resource)
         else:
             return
         self._p.wait_operation(op, "compute:firewalls", name)
+
+    def _update(self, name: str, resource: Any) -> Any:
+        # update (PUT) replaces the whole rule, so fields added by hand go too.
+        return self._p._sdk(
+            "compute:firewalls.update",
+            self._p.clients.firewalls.update_unary,
+            request_type=compute_v1.UpdateFirewallRequest,
+            project=self._p.project,
+            firewall=name,
+            firewall_resource=resource,
+            request_id=str(uuid.uuid4()),
+        )
+
+    def _settled(self, name: str) -> dict[str, Any] | None:
+        """The rule another caller is inserting, once its insert is done (a
+        rule shows only then); None if it does not show within a few polls."""
+        for _ in range(SETTLE_POLLS):
+            existing = self._get(name)
+            if existing is not None:
+                return existing
+            time.sleep(min(self._p.poll_interval, 1.0))
+        return None
 
     def delete(self, workload: str, *, wait: bool = True) -> None:
         """Delete the workload's rule; a missing rule is not an error."""

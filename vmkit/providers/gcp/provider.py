@@ -7,7 +7,6 @@ Compute Engine is documented on :class:`GcpProvider`.
 from __future__ import annotations
 
 import builtins
-import json
 import logging
 import threading
 import time
@@ -22,11 +21,13 @@ from google.cloud import compute_v1
 
 from vmkit.catalog import fitting_types, instance_types, resolve_instance_type
 from vmkit.errors import AuthError, ConfigError, NotFound, ProviderError, SpecError
-from vmkit.machine import Machine, MachineState, Snapshot
+from vmkit.machine import Machine, MachineState, Orphan, Snapshot
 from vmkit.provider import WORKLOAD_TAG, CreateRequest, Provider
 from vmkit.providers.gcp import translate as tr
+from vmkit.providers.gcp.create import BulkCreate
 from vmkit.providers.gcp.errors import GcpErrors, operation_error
 from vmkit.providers.gcp.firewall import Firewalls
+from vmkit.providers.gcp.orphans import Orphans
 from vmkit.providers.gcp.snapshots import Snapshots
 from vmkit.render import render_cloud_init
 from vmkit.spec import Workload
@@ -43,6 +44,19 @@ WAIT_TIMEOUT = 150.0
 # Names per bulkInsert request (the API caps count at 1000, BulkInsertInstanceResource).
 BULK_LIMIT = 1000
 PAGE_SIZE = 500
+
+
+def _check_auth(auth: str, *, endpoint: str | None, credentials: Any) -> None:
+    """Refuse an unknown ``auth``, and anonymous access anywhere but an explicit endpoint."""
+    if auth not in ("default", "anonymous"):
+        raise ConfigError(f"gcp: auth must be 'default' or 'anonymous', got {auth!r}")
+    if auth == "anonymous" and not endpoint:
+        raise ConfigError(
+            "gcp: auth 'anonymous' needs an endpoint (an emulator or fake): Compute Engine "
+            "itself refuses anonymous calls"
+        )
+    if auth == "anonymous" and credentials is not None:
+        raise ConfigError("gcp: give credentials or auth 'anonymous', not both")
 
 
 @dataclass(frozen=True)
@@ -62,7 +76,9 @@ class GcpProvider(Provider):
     Options: ``project`` and ``zone`` (required), ``credentials`` (a
     ``google.auth`` credentials object; Application Default Credentials,
     resolved on first use, when None), ``endpoint`` (a private endpoint or a
-    fake, e.g. ``http://127.0.0.1:8080``), ``network`` (``"default"``),
+    fake, e.g. ``http://127.0.0.1:8080``), ``auth`` (``"default"``, or
+    ``"anonymous"``: no credentials at all, for an emulator; only with
+    ``endpoint``, so that it can never reach Google), ``network`` (``"default"``),
     ``subnetwork``, and the shared ``retry_attempts``, ``retry_timeout``,
     ``poll_interval``, ``timeout``. No API call is made on connect.
 
@@ -70,10 +86,15 @@ class GcpProvider(Provider):
 
     * The missing replicas are created by ONE ``instances.bulkInsert`` naming
       each instance ``<workload>-<replica>`` (``perInstanceProperties``) with
-      ``minCount == count``; its ``requestId`` is a fresh uuid4 per deploy
-      call, resent unchanged on retries, so a lost answer never creates twice.
-      bulkInsert cannot label instances one by one: the replica index is read
-      from the name.
+      ``minCount`` 1: Compute Engine makes what fits, the others fail with its
+      reason (quota, capacity) and are reported as failed replicas. Its
+      ``requestId`` is a fresh uuid4 per deploy call, resent unchanged on
+      retries, so a lost answer never creates twice. A name a racing deploy
+      of the same spec already made is adopted. bulkInsert cannot label
+      instances one by one: the replica index is read from the name.
+    * ``gc`` finds firewall rules ``vmkit-<workload>`` of workloads with no
+      instance left and disks labelled ``vmkit-workload`` that no instance
+      uses (a restore interrupted before it attached or deleted one).
     * Operations are polled with ``zoneOperations.wait`` / ``globalOperations.wait``
       on the same endpoint and credentials (never the SDK's ``.result()``,
       whose poller always calls the public endpoint).
@@ -102,6 +123,7 @@ class GcpProvider(Provider):
         zone: str | None = None,
         credentials: Any = None,
         endpoint: str | None = None,
+        auth: str = "default",
         network: str = "default",
         subnetwork: str | None = None,
         retry_attempts: int = 8,
@@ -121,22 +143,28 @@ class GcpProvider(Provider):
             raise ConfigError(f"gcp: zone must be a zone such as 'us-central1-a', got {zone!r}")
         if not tr.NAME_RE.match(network):
             raise ConfigError(f"gcp: network must be a network name, got {network!r}")
+        _check_auth(auth, endpoint=endpoint, credentials=credentials)
         self.project = project
         self.zone = zone
         self.network = network
         self.subnetwork = subnetwork
         self._endpoint = endpoint
         self._credentials = credentials
+        self._anonymous = auth == "anonymous"
         self._clients: _Clients | None = None
         self._clients_lock = threading.Lock()
         self._firewalls = Firewalls(self)
         self._snapshot_ops = Snapshots(self)
+        self._bulk = BulkCreate(self)
+        self._orphan_ops = Orphans(self)
 
     @classmethod
     def credentials_status(cls, **config: Any) -> str | None:
         """None when credentials are given or Application Default Credentials
         resolve, else why not. No Compute Engine call (google.auth may ask the
         local metadata server whether it runs on Google Cloud)."""
+        if config.get("auth") == "anonymous":
+            return None if config.get("endpoint") else "auth 'anonymous' needs an endpoint"
         if config.get("credentials") is not None:
             return None
         try:
@@ -160,7 +188,13 @@ class GcpProvider(Provider):
 
     def _build_clients(self) -> _Clients:
         credentials = self._credentials
-        if credentials is None:
+        if self._anonymous:
+            # google-auth's AnonymousCredentials add no Authorization header
+            # (google/auth/credentials.py, AnonymousCredentials.apply).
+            from google.auth.credentials import AnonymousCredentials
+
+            credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
+        elif credentials is None:
             try:
                 credentials, _ = google.auth.default(scopes=list(SCOPES))
             except auth_exc.DefaultCredentialsError as exc:
@@ -215,8 +249,11 @@ class GcpProvider(Provider):
                 return
             request.page_token = token
 
-    def wait_operation(self, op: Any, operation: str, subject: str = "") -> Any:
-        """Wait for a zonal or global Operation to be DONE; raise its error if any."""
+    def wait_operation(
+        self, op: Any, operation: str, subject: str = "", *, check: bool = True
+    ) -> Any:
+        """Wait for a zonal or global Operation to be DONE; raise its error if
+        any (with ``check``), else return it."""
         deadline = time.monotonic() + self.timeout
         while op.status != compute_v1.Operation.Status.DONE:
             if time.monotonic() >= deadline:
@@ -242,7 +279,7 @@ class GcpProvider(Provider):
                     operation=op.name,
                     timeout=WAIT_TIMEOUT,
                 )
-        if op.error.errors:
+        if check and op.error.errors:
             raise operation_error(op, operation, subject)
         return op
 
@@ -378,49 +415,7 @@ class GcpProvider(Provider):
     # -------------------------------------------------------------- creating
 
     def _create(self, workload: Workload, request: CreateRequest) -> builtins.list[Machine]:
-        body = request.body
-        names = [tr.replica_name(workload.name, r) for r in request.replicas]
-        sdk_request = compute_v1.BulkInsertInstanceRequest(
-            project=body["project"],
-            zone=body["zone"],
-            request_id=body["requestId"],
-            bulk_insert_instance_resource_resource=compute_v1.BulkInsertInstanceResource.from_json(
-                json.dumps(body["bulkInsertInstanceResource"])
-            ),
-        )
-        try:
-            op = self._sdk(
-                "compute:instances.bulkInsert",
-                self.clients.instances.bulk_insert_unary,
-                request=sdk_request,
-            )
-            self.wait_operation(op, "compute:instances.bulkInsert", ", ".join(names))
-        except ProviderError:
-            # minCount == count: a failed bulkInsert creates nothing, but
-            # remove any that did appear, and a firewall no machine uses.
-            self._cleanup_failed(workload.name, names)
-            raise
-        listed = {m.name: m for m in self._list(workload.name)}
-        missing = [n for n in names if n not in listed]
-        if missing:
-            self._cleanup_failed(workload.name, names)
-            raise ProviderError(
-                f"compute:instances.bulkInsert: {', '.join(missing)} not created",
-                provider=self.name,
-                operation="compute:instances.bulkInsert",
-            )
-        return [listed[n] for n in names]
-
-    def _cleanup_failed(self, workload: str, names: Sequence[str]) -> None:
-        try:
-            machines = self._list(workload)
-            made = [m for m in machines if m.name in names]
-            if made:
-                self._delete(made)
-            elif not machines:
-                self._firewalls.delete(workload)
-        except ProviderError as exc:
-            log.warning("gcp: could not clean up after a failed create of %s: %s", workload, exc)
+        return self._bulk.create(workload, request)
 
     # -------------------------------------------------------------- deleting
 
@@ -441,6 +436,9 @@ class GcpProvider(Provider):
         )
 
     def _delete(self, machines: Sequence[Machine]) -> None:
+        """Ask for every machine's deletion; raise one error naming each the
+        cloud refused (deletion protection...) once all were asked."""
+        refused: builtins.list[tuple[Machine, ProviderError]] = []
         for machine in machines:
             try:
                 self._instance_call(
@@ -451,6 +449,25 @@ class GcpProvider(Provider):
                 )
             except NotFound:
                 continue
+            except ProviderError as exc:
+                refused.append((machine, exc))
+        if refused:
+            kinds = {type(e) for _, e in refused}
+            kind = kinds.pop() if len(kinds) == 1 else ProviderError
+            listed = "; ".join(f"{m.name} ({e})" for m, e in refused)
+            raise kind(
+                f"compute:instances.delete: could not delete {listed}",
+                provider=self.name,
+                operation="compute:instances.delete",
+            ) from refused[0][1]
+
+    # ---------------------------------------------------------------- orphans
+
+    def _orphans(self, workload: str | None) -> builtins.list[Orphan]:
+        return self._orphan_ops.find(workload)
+
+    def _delete_orphans(self, orphans: Sequence[Orphan]) -> None:
+        self._orphan_ops.delete(orphans)
 
     # ------------------------------------------------------------- lifecycle
 

@@ -35,6 +35,7 @@ __all__ = [
     "disk_gib",
     "firewall_body",
     "firewall_name",
+    "firewall_owner",
     "image_reference",
     "last_segment",
     "needs_attached_gpus",
@@ -136,6 +137,10 @@ def firewall_name(workload: str) -> str:
     return f"vmkit-{workload}"
 
 
+def _firewall_description(workload: str) -> str:
+    return f"vmkit workload {workload}: declared ports only"
+
+
 def last_segment(link: str | None) -> str:
     """``.../zones/us-central1-a/machineTypes/e2-small`` -> ``e2-small``."""
     return (link or "").rstrip("/").rsplit("/", 1)[-1]
@@ -205,9 +210,10 @@ def bulk_insert_body(
 ) -> dict[str, Any]:
     """The ``BulkInsertInstanceResource`` creating ``replicas`` by name.
 
-    ``minCount == count``: Compute Engine creates all of them or none ("If
-    min_count instances cannot be created, then no instances will be created",
-    BulkInsertInstanceResource.min_count in compute_v1/types/compute.py).
+    ``minCount`` 1: Compute Engine creates as many of them as fit, up to
+    ``count``, and fails the others ("The minimum number of instances to
+    create", BulkInsertInstanceResource.min_count in compute_v1/types/compute.py),
+    so a quota short of the request still gives the replicas it has room for.
     ``machineType`` is a bare name ("not a URL", InstanceProperties.machine_type)
     and so is ``initializeParams.diskType``. bulkInsert cannot label each
     instance, so the replica index lives in the name.
@@ -271,7 +277,7 @@ def bulk_insert_body(
         ]
     return {
         "count": str(len(names)),
-        "minCount": str(len(names)),
+        "minCount": "1",
         "perInstanceProperties": {name: {"name": name} for name in names},
         "instanceProperties": properties,
     }
@@ -293,7 +299,7 @@ def firewall_body(
     name = firewall_name(workload.name)
     return {
         "name": name,
-        "description": f"vmkit workload {workload.name}: declared ports only",
+        "description": _firewall_description(workload.name),
         "network": f"global/networks/{network}",
         "direction": "INGRESS",
         "priority": 1000,
@@ -304,6 +310,20 @@ def firewall_body(
         "sourceRanges": list(source_ranges),
         "targetTags": [name],
     }
+
+
+def firewall_owner(rule: Mapping[str, Any]) -> str | None:
+    """The workload whose rule this is, when vmkit made it (the name, the
+    description and the target tag :func:`firewall_body` gives); else None."""
+    name = str(rule.get("name") or "")
+    prefix = firewall_name("")
+    if not name.startswith(prefix):
+        return None
+    workload = name[len(prefix) :]
+    made = rule.get("description") == _firewall_description(workload) and list(
+        rule.get("targetTags") or []
+    ) == [name]
+    return workload if workload and made else None
 
 
 def firewall_differs(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:

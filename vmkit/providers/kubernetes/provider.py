@@ -14,14 +14,21 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any, ClassVar
 
 from kubernetes import client
 
-from vmkit.errors import ConfigError, DeployTimeout, NotFound, ProviderError, Unsupported
-from vmkit.machine import Machine, MachineState
-from vmkit.provider import GONE, SPEC_TAG, WORKLOAD_TAG, CreateRequest, Progress, Provider
+from vmkit._settle import Tracker
+from vmkit.errors import (
+    ConfigError,
+    DeployTimeout,
+    NotFound,
+    ProviderError,
+    QuotaExceeded,
+    Unsupported,
+)
+from vmkit.machine import Machine, MachineState, Orphan
+from vmkit.provider import SPEC_TAG, WORKLOAD_TAG, CreateRequest, Progress, Provider
 from vmkit.providers.kubernetes import translate as tr
 from vmkit.providers.kubernetes.connection import (
     Kubeconfig,
@@ -74,7 +81,10 @@ class KubernetesProvider(Provider):
       AlreadyExists (e.g. a retry after a lost response) is a success when
       the existing pod carries the same spec hash, and a replacement when it
       does not (delete, wait until gone, create); a pod of that name vmkit
-      does not own is never touched.
+      does not own is never touched. A create refused by a ResourceQuota
+      (403 "exceeded quota") is QuotaExceeded for that replica, unless the
+      pod exists after all with the same spec hash (an earlier attempt of
+      the same create made it), which is adopted.
     * A machine's ``id`` is the pod's ``uid``: a pod deleted and created again
       under the same name (reboot, replacement, re-deploy) is a new machine,
       as it is a new object to the API server. ``get`` lists the managed
@@ -83,6 +93,8 @@ class KubernetesProvider(Provider):
       pod that cannot start (ErrImagePull, ImagePullBackOff, InvalidImageName,
       CrashLoopBackOff, Unschedulable) fails the deploy at once, naming the
       pod and the reason from its status.
+    * ``gc`` finds nothing, by design: vmkit makes nothing but pods, and a
+      pod is a machine (see ``_orphans``).
     * ``reboot`` deletes the pod and creates it again from its own spec under
       the same name, so the Machine returned has a new id. ``stop``,
       ``start``, ``snapshot`` and ``restore`` raise Unsupported.
@@ -94,6 +106,7 @@ class KubernetesProvider(Provider):
     """
 
     name = "kubernetes"
+    consistent_listing = True
     kind = "container"
     capabilities: ClassVar[frozenset[str]] = frozenset({"reboot"})
     errors = KubernetesErrors()
@@ -324,20 +337,53 @@ class KubernetesProvider(Provider):
     def _delete_shared(self, workload: str) -> None:
         """Nothing is shared between the pods of a workload."""
 
+    def _orphans(self, workload: str | None) -> builtins.list[Orphan]:
+        """Always empty, by design: vmkit makes pods and nothing else on
+        Kubernetes (no Service, Secret, ConfigMap or volume; a service
+        account, pull secret or RuntimeClass is named by the user, never
+        made), and a pod is the machine itself, which ``list`` shows and
+        ``deploy``/``destroy`` handle whatever its phase. No call is made."""
+        return []
+
+    def _delete_orphans(self, orphans: Sequence[Orphan]) -> None:
+        """Nothing to delete (see :meth:`_orphans`); refuses what it did not list."""
+        if orphans:
+            kinds = ", ".join(sorted({o.kind for o in orphans}))
+            raise Unsupported(
+                f"kubernetes makes no resource besides pods; cannot gc {kinds}",
+                provider=self.name,
+                operation="gc",
+            )
+
     # ---------------------------------------------------------------- creating
 
     def _create(self, workload: Workload, request: CreateRequest) -> builtins.list[Machine]:
         return [self._create_pod(workload, request.body)]
 
     def _create_pod(self, workload: Workload, body: Mapping[str, Any]) -> Machine:
-        """Create one pod; on 409 AlreadyExists adopt or replace it (see the class)."""
+        """Create one pod; on 409 AlreadyExists adopt or replace it (see the class).
+
+        A create refused by a full ResourceQuota adopts the pod when it
+        exists after all: a retried create whose first answer was lost
+        meets quota admission again, and its own pod now fills the quota.
+        """
+        name = str(body["metadata"]["name"])
         try:
             return tr.to_machine(self._post_pod(body), self._location)
+        except QuotaExceeded:
+            # Validating admission (ResourceQuota) runs before the storage
+            # write that would answer AlreadyExists (k8s.io/apiserver
+            # pkg/registry/generic/registry/store.go, Store.Create), so the
+            # retry gets 403 "exceeded quota", not 409.
+            mine = self._own_pod(workload, name)
+            if mine is None:
+                raise
+            log.info("kubernetes: pod %s was made by an earlier attempt; adopting it", name)
+            return mine
         except ProviderError as exc:
             if api_status(exc) != 409 or status_body(exc).get("reason") != "AlreadyExists":
                 raise
             conflict = exc
-        name = str(body["metadata"]["name"])
         existing = self._read_pod(name)
         if existing is not None:
             labels = existing["metadata"].get("labels") or {}
@@ -348,14 +394,24 @@ class KubernetesProvider(Provider):
                     provider=self.name,
                     operation="k8s:CreatePod",
                 ) from conflict
-            deleting = existing["metadata"].get("deletionTimestamp")
-            if labels.get(SPEC_TAG) == workload.spec_hash and not deleting:
+            if _same_replica(existing, workload):
                 return tr.to_machine(existing, self._location)
             uid = str(existing["metadata"]["uid"])
             log.info("kubernetes: replacing pod %s (another spec or terminating)", name)
             self._delete_pod(name, uid)
             self._wait_gone(workload.name, [uid], time.monotonic() + self.timeout)
         return tr.to_machine(self._post_pod(body), self._location)
+
+    def _own_pod(self, workload: Workload, name: str) -> Machine | None:
+        """The pod ``name`` when it is a live replica of ``workload`` of this
+        spec (made by an earlier attempt or a concurrent deploy), else None."""
+        try:
+            existing = self._read_pod(name)
+        except ProviderError:
+            return None
+        if existing is None or not _same_replica(existing, workload):
+            return None
+        return tr.to_machine(existing, self._location)
 
     # ---------------------------------------------------------------- deleting
 
@@ -402,71 +458,39 @@ class KubernetesProvider(Provider):
 
     # ----------------------------------------------------------------- waiting
 
-    def _wait_for(
-        self,
-        workload: str,
-        machines: Sequence[Machine],
-        targets: set[MachineState],
-        deadline: float,
-        progress: Progress | None = None,
-    ) -> builtins.list[Machine]:
-        """See Provider._wait_for: same contract, with one list and one watch
-        of the workload's pods instead of a listing per round.
+    def _follow(
+        self, workload: str, deadline: float, tracker: Tracker, progress: Progress | None
+    ) -> None:
+        """See Provider._follow: one list and one watch of the workload's pods
+        instead of a listing per round; ``progress`` hears of state changes.
 
-        The list is consistent, so a pod waited on that is absent from it (or
-        deleted later) has vanished and fails the wait, as does a pod being
-        deleted or one that cannot start.
+        The list is consistent (``consistent_listing``), so a pod waited on
+        that is absent from it, or deleted later, has vanished.
         """
-        if not machines:
-            return []
-        order = [m.id for m in machines]
-        latest = {m.id: m for m in machines}
+        cache: dict[str, tuple[str, Machine]] = {}
         reported: dict[str, MachineState] = {}
-        want_gone = bool(targets & GONE)
 
-        def check(view: Mapping[str, dict[str, Any]]) -> builtins.list[Machine] | None:
-            failed: builtins.list[str] = []
-            for uid in order:
-                if uid in view:
-                    latest[uid] = tr.to_machine(view[uid], self._location)
-                elif latest[uid].state not in GONE:
-                    latest[uid] = _gone(latest[uid])
-                machine = latest[uid]
-                if machine.state in GONE or machine.state == MachineState.DELETING:
-                    if not want_gone:
-                        failed.append(f"{machine.name} ({self._vanished(machine)})")
-                elif machine.state == MachineState.FAILED and MachineState.FAILED not in targets:
-                    failed.append(f"{machine.name} ({self._failure_reason(machine)})")
-            states = {uid: latest[uid].state for uid in order}
+        def check(view: Mapping[str, dict[str, Any]]) -> bool | None:
+            machines: builtins.list[Machine] = []
+            for uid, pod in view.items():
+                version = str(pod["metadata"].get("resourceVersion") or "")
+                hit = cache.get(uid)
+                if hit is None or hit[0] != version:
+                    hit = (version, tr.to_machine(pod, self._location))
+                    cache[uid] = hit
+                machines.append(hit[1])
+            done = tracker.observe(machines)
+            current = tracker.outcome().machines
+            states = {m.id: m.state for m in current}
             if progress is not None and states != reported:
                 reported.clear()
                 reported.update(states)
-                progress([latest[uid].bind(self) for uid in order])
-            if failed:
-                raise ProviderError(
-                    f"{workload}: failed: {', '.join(failed)}",
-                    provider=self.name,
-                    operation="wait",
-                )
-            if all(latest[uid].state in targets for uid in order):
-                return [latest[uid] for uid in order]
+                progress(self._bound(current))
+            if done or (tracker.fail_fast and tracker.failed):
+                return True
             return None
 
-        done, _ = follow(self, workload, deadline, check)
-        if done is not None:
-            return done
-        pending = sorted(latest[uid].name for uid in order if latest[uid].state not in targets)
-        raise DeployTimeout(
-            f"{workload}: still pending at the deadline: {', '.join(pending)}",
-            pending=pending,
-            provider=self.name,
-            operation="wait",
-        )
-
-    def _vanished(self, machine: Machine) -> str:
-        if machine.state == MachineState.DELETING:
-            return "being deleted"
-        return "deleted while starting"
+        follow(self, workload, deadline, check)
 
     def _wait_gone(self, workload: str, ids: Sequence[str], deadline: float) -> None:
         """See Provider._wait_gone: one list and one watch until none of
@@ -488,5 +512,12 @@ class KubernetesProvider(Provider):
             )
 
 
-def _gone(machine: Machine) -> Machine:
-    return replace(machine, state=MachineState.DELETED)
+def _same_replica(pod: Mapping[str, Any], workload: Workload) -> bool:
+    """A pod of ``workload`` with its spec hash, not being deleted: adoptable."""
+    meta = pod.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    return (
+        labels.get(WORKLOAD_TAG) == workload.name
+        and labels.get(SPEC_TAG) == workload.spec_hash
+        and not meta.get("deletionTimestamp")
+    )

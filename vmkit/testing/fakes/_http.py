@@ -7,6 +7,7 @@ A fake subclasses :class:`FakeServer`, registers handlers with
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -23,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from vmkit.testing.faults import FaultPlan
 
-__all__ = ["FakeServer", "HttpError", "Request", "Response"]
+__all__ = ["FakeServer", "HttpError", "Request", "Response", "request_key"]
 
 log = logging.getLogger(__name__)
 
@@ -172,9 +173,18 @@ class FakeServer:
         )
 
 
+def request_key(method: str, target: str, body: bytes) -> str:
+    """What tells one request from another for faults that fire once per
+    request: a retry resends the same method, path, query and body."""
+    return f"{method} {target} {hashlib.sha256(body).hexdigest()}"
+
+
 def _make_handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
     class _Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes; without TCP_NODELAY the
+        # second waits for the client's delayed ACK (~40 ms per answer).
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("%s %s", type(fake).__name__, format % args)
@@ -190,7 +200,9 @@ def _make_handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
                 headers={k.lower(): v for k, v in self.headers.items()},
                 body=body,
             )
-            decision = fake.faults.decide(request.method, request.path)
+            decision = fake.faults.decide(
+                request.method, request.path, request_key(self.command, self.path, body)
+            )
             if decision.latency:
                 time.sleep(decision.latency)
             if decision.reset:

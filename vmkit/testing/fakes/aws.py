@@ -1,18 +1,37 @@
 """A fault-injecting, ClientToken-honouring HTTP front for ``moto_server``.
 
 moto's EC2 does not honour ``ClientToken`` (a repeated token launches a second
-reservation) and cannot lose a response. :class:`AwsFront` sits on 127.0.0.1
-in front of an in-process moto server and forwards every request to it
-unchanged, except that:
+reservation), launches ``MinCount`` instances where EC2 launches ``MaxCount``
+when it has the capacity, runs an instance the moment it is launched, and
+cannot lose a response. :class:`AwsFront` sits on 127.0.0.1 in front of an
+in-process moto server and forwards every request to it unchanged, except
+that, as EC2 does:
 
-* ``RunInstances`` is idempotent per ``ClientToken``, as on EC2: a retry with
-  the same parameters answers the ORIGINAL reservation (its instances in
-  their current state) and launches nothing; a retry with other parameters
-  is refused with ``IdempotentParameterMismatch``
+* ``RunInstances`` is idempotent per ``ClientToken``: a retry with the same
+  parameters answers the ORIGINAL reservation (its instances in their
+  current state) and launches nothing; a retry with other parameters is
+  refused with ``IdempotentParameterMismatch``
   (https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-idempotency.html:
   "any subsequent retries complete successfully without performing any
   further actions. However, the result might contain updated information,
   such as the current creation status");
+* ``RunInstances`` launches the largest number between ``MinCount`` and
+  ``MaxCount`` that the capacity allows, and none, answering
+  ``InsufficientInstanceCapacity``, when that is below ``MinCount``
+  (RunInstances, EC2 API reference:
+  https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_RunInstances.html,
+  ``MinCount`` and ``MaxCount``). Capacity is unlimited until
+  :meth:`AwsFront.limit_capacity` sets it;
+* ``TerminateInstances`` naming an instance whose ``disableApiTermination``
+  attribute is set (termination protection) fails with
+  ``OperationNotPermitted`` and terminates none of the named instances in
+  that instance's Availability Zone
+  (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_TerminateInstances.html);
+  moto terminates those named before the protected one;
+* after :meth:`AwsFront.hold_boot`, the instances launched stay ``pending``
+  in the DescribeInstances and RunInstances answers until
+  :meth:`AwsFront.release_boot`: a boot that takes long (moto's instances
+  are ``running`` at once);
 * a :class:`~vmkit.testing.faults.FaultPlan` is consulted for every request
   with the synthetic path ``/<service>/<Action>`` (``/ec2/RunInstances``,
   ``/ssm/GetParameter``), so a rule's ``path`` regex picks actions; a
@@ -28,24 +47,37 @@ configuration::
 from __future__ import annotations
 
 import http.client
-import json
 import logging
-import re
 import socket
 import struct
 import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
-from xml.sax.saxutils import escape
+from urllib.parse import urlencode, urlsplit
 
-from vmkit.testing.fakes._http import FakeServer
+from vmkit.testing.fakes._aws_wire import (
+    EC2_NAMESPACE,
+    Answer,
+    Launch,
+    Operation,
+    child,
+    child_text,
+    ec2_error,
+    instance_items,
+    json_error,
+    launch_of,
+    local,
+    namespace,
+    parse,
+    parse_operation,
+    serialize,
+)
+from vmkit.testing.fakes._http import FakeServer, request_key
 from vmkit.testing.faults import Decision, FaultPlan
 
 __all__ = [
@@ -75,11 +107,6 @@ JSON_FAULT_CODES: Mapping[int, str] = {
     500: "InternalServerError",
     503: "ThrottlingException",
 }
-# The namespace of EC2's answers (moto's lacks the trailing slash); the
-# front matches local names only, as botocore's parser does.
-EC2_NAMESPACE = "http://ec2.amazonaws.com/doc/2016-11-15/"
-# SigV4's credential scope names the service: Credential=KEY/DATE/REGION/SERVICE/aws4_request
-_SCOPE = re.compile(r"Credential=[^/,]+/[^/,]+/[^/,]+/([^/,]+)/aws4_request")
 # Headers that belong to one hop (RFC 9110 7.6.1) or that the front recomputes.
 _HOP_HEADERS = frozenset(
     {
@@ -97,48 +124,8 @@ _HOP_HEADERS = frozenset(
 _NOT_COMPARED = frozenset({"ClientToken", "Placement.AvailabilityZone"})
 # How long the front waits for moto; a create of many instances takes seconds.
 UPSTREAM_TIMEOUT = 120.0
-
-
-@dataclass(frozen=True)
-class Answer:
-    """An HTTP answer the front sends back."""
-
-    status: int
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-
-
-@dataclass(frozen=True)
-class Launch:
-    """What the front remembers of one ClientToken's RunInstances."""
-
-    fingerprint: tuple[tuple[str, str], ...]
-    reservation_id: str
-    instance_ids: tuple[str, ...]
-    answer: Answer
-
-
-@dataclass(frozen=True)
-class Operation:
-    """One incoming request, parsed as much as the front needs."""
-
-    method: str
-    target: str
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-    service: str
-    action: str
-    form: dict[str, list[str]]
-
-    @property
-    def name(self) -> str:
-        """``service:Action``, what :attr:`AwsFront.requests` counts."""
-        return f"{self.service}:{self.action}"
-
-    @property
-    def fault_path(self) -> str:
-        """The synthetic path the fault plan matches: ``/service/Action``."""
-        return f"/{self.service}/{self.action}"
+# The states in which an instance holds capacity (InstanceState, EC2 API reference).
+_HOLDING_CAPACITY = ("pending", "running", "stopping")
 
 
 class AwsFront(FakeServer):
@@ -165,8 +152,15 @@ class AwsFront(FakeServer):
         self.upstream = (parts.hostname, parts.port)
         self.fault_codes = dict(fault_codes or {})
         self.replays = 0
+        #: Instances that may be pending or running at once; None: no limit.
+        self.capacity: int | None = None
         self._launches: dict[str, Launch] = {}
         self._token_locks: dict[str, threading.Lock] = {}
+        # One launch at a time: the room a launch sees must not be taken
+        # by another between the count and the launch.
+        self._launch_lock = threading.Lock()
+        self._holding = False
+        self._held: set[str] = set()
 
     def start(self) -> AwsFront:
         """Start serving in a daemon thread; returns self."""
@@ -200,6 +194,26 @@ class AwsFront(FakeServer):
             launch = self._launches.get(client_token)
         return launch.reservation_id if launch else None
 
+    # ------------------------------------------------------------------ knobs
+
+    def limit_capacity(self, instances: int | None) -> None:
+        """Let at most ``instances`` instances be pending or running at once,
+        from the next launch on (None: no limit). A launch gets what room is
+        left, as EC2 does when a zone is short of capacity."""
+        with self._launch_lock:
+            self.capacity = instances
+
+    def hold_boot(self) -> None:
+        """Keep the instances launched from now on ``pending`` until released."""
+        with self.lock:
+            self._holding = True
+
+    def release_boot(self) -> None:
+        """Let held instances, and those launched from now on, run."""
+        with self.lock:
+            self._holding = False
+            self._held.clear()
+
     # ------------------------------------------------------------ answering
 
     def fault_answer(self, operation: Operation, decision: Decision) -> Answer:
@@ -219,10 +233,47 @@ class AwsFront(FakeServer):
         return Answer(answer.status, answer.headers + tuple(headers), answer.body)
 
     def handle(self, operation: Operation) -> Answer:
-        """moto's answer, with RunInstances made idempotent per ClientToken."""
-        token = operation.form.get("ClientToken", [""])[-1]
-        if operation.service != "ec2" or operation.action != "RunInstances" or not token:
+        """moto's answer, made to behave as EC2 (see the module docstring)."""
+        if operation.service != "ec2":
             return self.forward(operation)
+        if operation.action == "RunInstances":
+            return self._run_instances(operation)
+        if operation.action == "TerminateInstances":
+            return self._terminate(operation)
+        if operation.action == "DescribeInstances":
+            return self._booting(self.forward(operation))
+        return self.forward(operation)
+
+    def forward(self, operation: Operation, body: bytes | None = None) -> Answer:
+        """Send the request to moto unchanged (or with ``body``); its answer."""
+        payload = operation.body if body is None else body
+        headers = {k: v for k, v in operation.headers if k.lower() not in _HOP_HEADERS}
+        headers["Content-Length"] = str(len(payload))
+        connection = http.client.HTTPConnection(*self.upstream, timeout=UPSTREAM_TIMEOUT)
+        try:
+            connection.request(operation.method, operation.target, payload, headers)
+            response = connection.getresponse()
+            data = response.read()
+            kept = tuple((k, v) for k, v in response.getheaders() if k.lower() not in _HOP_HEADERS)
+            return Answer(response.status, kept, data)
+        finally:
+            connection.close()
+
+    def _query(
+        self, operation: Operation, action: str, params: Sequence[tuple[str, str]]
+    ) -> Answer:
+        """Another EC2 action sent to moto on behalf of ``operation``."""
+        query = [("Action", action)]
+        query += [("Version", v) for v in operation.form.get("Version", [])[-1:]]
+        return self.forward(operation, urlencode([*query, *params]).encode())
+
+    # -------------------------------------------------------------- launching
+
+    def _run_instances(self, operation: Operation) -> Answer:
+        """A launch, idempotent per ClientToken."""
+        token = operation.form.get("ClientToken", [""])[-1]
+        if not token:
+            return self._launch(operation)
         # EC2 compares every parameter "other than the Region or Availability
         # Zone" (idempotency page above); one endpoint is one region.
         fingerprint = tuple(
@@ -249,27 +300,71 @@ class AwsFront(FakeServer):
                 with self.lock:
                     self.replays += 1
                 return self._replay(operation, known)
-            answer = self.forward(operation)
-            launch = _launch_of(answer, fingerprint)
+            answer = self._launch(operation)
+            launch = launch_of(answer, fingerprint)
             if launch is not None:
                 with self.lock:
                     self._launches[token] = launch
             return answer
 
-    def forward(self, operation: Operation, body: bytes | None = None) -> Answer:
-        """Send the request to moto unchanged (or with ``body``); its answer."""
-        payload = operation.body if body is None else body
-        headers = {k: v for k, v in operation.headers if k.lower() not in _HOP_HEADERS}
-        headers["Content-Length"] = str(len(payload))
-        connection = http.client.HTTPConnection(*self.upstream, timeout=UPSTREAM_TIMEOUT)
+    def _launch(self, operation: Operation) -> Answer:
+        """Launch what the capacity allows between MinCount and MaxCount."""
         try:
-            connection.request(operation.method, operation.target, payload, headers)
-            response = connection.getresponse()
-            data = response.read()
-            kept = tuple((k, v) for k, v in response.getheaders() if k.lower() not in _HOP_HEADERS)
-            return Answer(response.status, kept, data)
-        finally:
-            connection.close()
+            least = int(operation.form.get("MinCount", ["1"])[-1])
+            most = int(operation.form.get("MaxCount", [str(least)])[-1])
+        except ValueError:
+            least = most = 0
+        if not 1 <= least <= most:
+            return self.forward(operation)  # malformed: moto refuses it as EC2 does
+        with self._launch_lock:
+            room = most if self.capacity is None else self.capacity - self._occupied(operation)
+            count = min(most, room)
+            if count < least:
+                # A server error on EC2 ("Error codes for the Amazon EC2 API",
+                # server errors: InsufficientInstanceCapacity).
+                kind = operation.form.get("InstanceType", ["m1.small"])[-1]
+                return ec2_error(
+                    500,
+                    "InsufficientInstanceCapacity",
+                    f"We currently do not have sufficient {kind} capacity in the Availability "
+                    "Zone you requested. Our system will be working on provisioning additional "
+                    "capacity.",
+                )
+            body = None
+            if (least, most) != (count, count):
+                # moto launches MinCount instances: ask it for exactly those EC2 would launch.
+                form = {**operation.form, "MinCount": [str(count)], "MaxCount": [str(count)]}
+                body = urlencode([(k, v) for k, vs in form.items() for v in vs]).encode()
+            answer = self.forward(operation, body)
+        root = parse(answer)
+        if root is not None:
+            with self.lock:
+                if self._holding:
+                    self._held.update(
+                        text
+                        for item in instance_items(root)
+                        if (text := child_text(item, "instanceId"))
+                    )
+        return answer
+
+    def _occupied(self, operation: Operation) -> int:
+        """How many instances hold capacity now, read from moto."""
+        params = [("Filter.1.Name", "instance-state-name")]
+        params += [(f"Filter.1.Value.{i}", s) for i, s in enumerate(_HOLDING_CAPACITY, 1)]
+        count, token = 0, ""
+        while True:
+            answer = self._query(
+                operation,
+                "DescribeInstances",
+                [*params, *([("NextToken", token)] if token else [])],
+            )
+            root = parse(answer)
+            if root is None:
+                raise OSError(f"moto did not list the instances (HTTP {answer.status})")
+            count += sum(1 for _ in instance_items(root))
+            token = child_text(root, "nextToken") or ""
+            if not token:
+                return count
 
     def _replay(self, operation: Operation, launch: Launch) -> Answer:
         """The original reservation as a RunInstances answer, instances as they are now.
@@ -277,119 +372,97 @@ class AwsFront(FakeServer):
         Read back from moto with DescribeInstances; the stored answer when the
         reservation cannot be read (then the states are those of the launch).
         """
-        query = [("Action", "DescribeInstances")]
-        query += [("Version", v) for v in operation.form.get("Version", [])[-1:]]
-        query += [(f"InstanceId.{i}", iid) for i, iid in enumerate(launch.instance_ids, 1)]
-        described = self.forward(operation, urlencode(query).encode())
-        if described.status != 200:
+        params = [(f"InstanceId.{i}", iid) for i, iid in enumerate(launch.instance_ids, 1)]
+        described = parse(self._booting(self._query(operation, "DescribeInstances", params)))
+        if described is None:
             log.debug("aws front: replaying the stored answer of %s", launch.reservation_id)
             return launch.answer
-        try:
-            root = ET.fromstring(described.body)
-        except ET.ParseError:
-            return launch.answer
-        namespace = _namespace(root.tag) or EC2_NAMESPACE
-        for item in root.iter():
-            if _local(item.tag) != "item" or _child_text(item, "reservationId") != (
+        ns = namespace(described.tag) or EC2_NAMESPACE
+        for item in described.iter():
+            if local(item.tag) != "item" or child_text(item, "reservationId") != (
                 launch.reservation_id
             ):
                 continue
-            response = ET.Element(f"{{{namespace}}}RunInstancesResponse")
-            request_id = ET.SubElement(response, f"{{{namespace}}}requestId")
+            response = ET.Element(f"{{{ns}}}RunInstancesResponse")
+            request_id = ET.SubElement(response, f"{{{ns}}}requestId")
             request_id.text = str(uuid.uuid4())
             response.extend(list(item))
-            body = ET.tostring(response, encoding="utf-8", default_namespace=namespace)
-            return Answer(200, (("Content-Type", "text/xml"),), body)
+            return serialize(response, Answer(200, (("Content-Type", "text/xml"),), b""))
         return launch.answer
 
+    def _booting(self, answer: Answer) -> Answer:
+        """``answer`` with the held instances shown ``pending`` while moto runs them."""
+        with self.lock:
+            held = set(self._held)
+        root = parse(answer) if held else None
+        if root is None:
+            return answer
+        changed = False
+        for item in instance_items(root):
+            state = child(item, "instanceState")
+            if child_text(item, "instanceId") not in held or state is None:
+                continue
+            name, code = child(state, "name"), child(state, "code")
+            if name is not None and name.text == "running":
+                # InstanceState codes: 0 pending, 16 running (EC2 API reference).
+                name.text = "pending"
+                if code is not None:
+                    code.text = "0"
+                changed = True
+        return serialize(root, answer) if changed else answer
 
-def ec2_error(status: int, code: str, message: str) -> Answer:
-    """An error in EC2's query-API shape (``<Response><Errors><Error>...``).
+    # ------------------------------------------------------------ terminating
 
-    Shape: "Example error response" on the EC2 error-codes page above, and
-    botocore/parsers.py ``EC2QueryParser._do_error_parse``.
-    """
-    body = (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f"<Response><Errors><Error><Code>{escape(code)}</Code>"
-        f"<Message>{escape(message)}</Message></Error></Errors>"
-        f"<RequestID>{uuid.uuid4()}</RequestID></Response>"
-    )
-    return Answer(status, (("Content-Type", "text/xml"),), body.encode())
+    def _terminate(self, operation: Operation) -> Answer:
+        """TerminateInstances, refused for the zone of a protected instance."""
+        ids = operation.values("InstanceId")
+        zones = self._zones(operation, ids) if ids else None
+        if zones is None:
+            return self.forward(operation)  # moto answers the error; nothing is terminated
+        protected = [i for i in ids if self._protected(operation, i)]
+        if not protected:
+            return self.forward(operation)
+        blocked = {zones.get(i) for i in protected}
+        others = [i for i in ids if zones.get(i) not in blocked]
+        if others:
+            params = [(f"InstanceId.{n}", i) for n, i in enumerate(others, 1)]
+            self._query(operation, "TerminateInstances", params)
+        # Message as EC2 words it (and moto, OperationNotPermitted4).
+        return ec2_error(
+            400,
+            "OperationNotPermitted",
+            f"The instance '{protected[0]}' may not be terminated. Modify its "
+            "'disableApiTermination' instance attribute and try again.",
+        )
 
+    def _zones(self, operation: Operation, ids: Sequence[str]) -> dict[str, str | None] | None:
+        """The Availability Zone of each instance; None when one is unknown."""
+        params = [(f"InstanceId.{n}", i) for n, i in enumerate(ids, 1)]
+        root = parse(self._query(operation, "DescribeInstances", params))
+        if root is None:
+            return None
+        zones: dict[str, str | None] = {}
+        for item in instance_items(root):
+            placement = child(item, "placement")
+            zone = child_text(placement, "availabilityZone") if placement is not None else None
+            zones[child_text(item, "instanceId") or ""] = zone
+        return zones
 
-def json_error(status: int, code: str, message: str) -> Answer:
-    """An error of the AWS JSON protocol: ``{"__type": code, "message": ...}``
-    (botocore/parsers.py, ``BaseJSONParser._do_error_parse``)."""
-    body = json.dumps({"__type": code, "message": message}).encode()
-    return Answer(status, (("Content-Type", "application/x-amz-json-1.1"),), body)
-
-
-def _launch_of(answer: Answer, fingerprint: tuple[tuple[str, str], ...]) -> Launch | None:
-    """The reservation a successful RunInstances answer reports, else None.
-
-    A refused launch is not remembered: it made nothing, so a retry with the
-    same token is a new attempt.
-    """
-    if answer.status != 200:
-        return None
-    try:
-        root = ET.fromstring(answer.body)
-    except ET.ParseError:
-        return None
-    reservation = _child_text(root, "reservationId")
-    if not reservation:
-        return None
-    instances = [child for child in root if _local(child.tag) == "instancesSet"]
-    ids = tuple(
-        text
-        for item in (instances[0] if instances else [])
-        if (text := _child_text(item, "instanceId"))
-    )
-    return Launch(fingerprint, reservation, ids, answer)
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def _namespace(tag: str) -> str | None:
-    return tag[1:].split("}", 1)[0] if tag.startswith("{") else None
-
-
-def _child_text(element: ET.Element, name: str) -> str | None:
-    for child in element:
-        if _local(child.tag) == name:
-            return child.text
-    return None
-
-
-def _parse(method: str, target: str, headers: Mapping[str, str], body: bytes) -> Operation:
-    """Which service and action a request is, from its signature and body."""
-    lowered = {k.lower(): v for k, v in headers.items()}
-    scope = _SCOPE.search(lowered.get("authorization", ""))
-    amz_target = lowered.get("x-amz-target", "")
-    form: dict[str, list[str]] = {}
-    if "x-www-form-urlencoded" in lowered.get("content-type", ""):
-        form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
-    if scope is not None:
-        service = scope.group(1)
-    elif amz_target.startswith("AmazonSSM."):
-        service = "ssm"
-    else:
-        service = "unknown"
-    if form.get("Action"):
-        action = form["Action"][-1]
-    elif "." in amz_target:
-        action = amz_target.rsplit(".", 1)[1]
-    else:
-        action = urlsplit(target).path.strip("/") or "unknown"
-    return Operation(method, target, tuple(headers.items()), body, service, action, form)
+    def _protected(self, operation: Operation, instance_id: str) -> bool:
+        """Whether the instance's ``disableApiTermination`` attribute is set."""
+        params = [("InstanceId", instance_id), ("Attribute", "disableApiTermination")]
+        root = parse(self._query(operation, "DescribeInstanceAttribute", params))
+        attribute = child(root, "disableApiTermination") if root is not None else None
+        value = child_text(attribute, "value") if attribute is not None else None
+        return (value or "").lower() == "true"
 
 
 def _make_handler(front: AwsFront) -> type[BaseHTTPRequestHandler]:
     class _Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes; without TCP_NODELAY the
+        # second waits for the client's delayed ACK (~40 ms per answer).
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("AwsFront %s", format % args)
@@ -397,8 +470,9 @@ def _make_handler(front: AwsFront) -> type[BaseHTTPRequestHandler]:
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            operation = _parse(self.command, self.path, dict(self.headers.items()), body)
-            decision = front.faults.decide(operation.method, operation.fault_path)
+            operation = parse_operation(self.command, self.path, dict(self.headers.items()), body)
+            key = request_key(self.command, self.path, body)
+            decision = front.faults.decide(operation.method, operation.fault_path, key)
             with front.lock:
                 front.requests[f"{operation.method} {operation.name}"] += 1
             if decision.latency:

@@ -76,6 +76,8 @@ class ComputeApi(VmLifecycle):
         self.images = {i.lower() for i in images} if images is not None else None
         self.image_disk_gb = image_disk_gb
         self._failures: list[FailureRule] = []
+        self._cores_quota: dict[str | None, int] = {}
+        self._held: list[str] | None = None
         vms = RG + "/providers/Microsoft.Compute/virtualMachines"
         item = f"{vms}/{NAME}"
         self.arm_route("PUT", item, "virtualMachines", self._vm_put)
@@ -243,6 +245,8 @@ class ComputeApi(VmLifecycle):
         body = self.body_of(request)
         existing = self.store.find(sub, rg, VM, name)
         if existing is not None:
+            if (request.headers.get("if-none-match") or "").strip() == "*":
+                raise errors.resource_exists(existing.id)
             self.check_same_location(existing, body)
             return self._vm_update(request, existing, body)
         return self._vm_create(request, group, body)
@@ -275,6 +279,7 @@ class ComputeApi(VmLifecycle):
         storage_type = str(
             (os_disk.get("managedDisk") or {}).get("storageAccountType") or "Standard_LRS"
         )
+        self.check_cores_quota(vm, size)
         disk = self.new_os_disk(vm, disk_name, disk_size, storage_type, image_id)
         vm.properties = {
             "vmId": str(uuid.uuid4()),

@@ -33,6 +33,7 @@ RG = SUB + r"/resourceGroups/(?P<rg>[^/]+)"
 NAME = r"(?P<name>[^/]+)"
 #: paths served without ARM authentication: the SAS-signed blob URLs of boot diagnostics
 PUBLIC_PREFIX = "/blob/"
+NETWORK = "Microsoft.Network"
 
 
 class ArmCore(FakeServer):
@@ -293,6 +294,15 @@ class ArmCore(FakeServer):
         res.state["op"] = res.state["delete_op"] = op.id
         return op
 
+    def check_idle(self, res: Resource, request: Request) -> None:
+        """429 AnotherOperationInProgress while an operation on ``res`` still runs: the
+        Network RP runs one operation at a time on a resource and what references it
+        (see :func:`errors.another_operation_in_progress`)."""
+        running = self.store.operations.get(str(res.state.get("op") or ""))
+        if running is not None and running.status == "InProgress":
+            monitor = self.lro_headers(running, request, location=False)["Azure-AsyncOperation"]
+            raise errors.another_operation_in_progress(monitor)
+
     def lro_headers(self, op: Operation, request: Request, *, location: bool) -> dict[str, str]:
         """``Azure-AsyncOperation`` (and ``Location``) for an accepted operation
         (learn.microsoft.com/azure/azure-resource-manager/management/async-operations)."""
@@ -335,6 +345,8 @@ class ArmCore(FakeServer):
         if res is None:
             res = self.new_resource(request, group, provider_type, body)
         else:
+            if namespace == NETWORK:
+                self.check_idle(res, request)
             self.check_same_location(res, body)
         apply(res, body, created)
         res.tags = dict(body.get("tags") or {})
@@ -368,6 +380,8 @@ class ArmCore(FakeServer):
         res = self.store.find(sub, rg, provider_type, name)
         if res is None:
             return Response(204, None)
+        if namespace == NETWORK and res.state.get("op") != res.state.get("delete_op"):
+            self.check_idle(res, request)
         if check is not None:
             check(res)
         done = (lambda: on_deleted(res)) if on_deleted is not None else None

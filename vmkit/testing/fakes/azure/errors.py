@@ -291,3 +291,63 @@ def image_not_found(urn: str) -> ArmError:
         f"The platform image '{urn}' is not available. Verify that all fields in the storage "
         "profile are correct.",
     )
+
+
+def cores_quota_exceeded(
+    location: str, limit: int, usage: int, required: int, subscription: str
+) -> ArmError:
+    """A VM PUT (or start) that would pass the regional vCPU quota: Compute refuses it at
+    once with 409 OperationNotAllowed, before any VM exists. Text and status as quoted in
+    cloud-barista/cb-spider#1558 (RESPONSE 409 Conflict to the VM PUT) and
+    nforgeio/neonKUBE#1671 ("Status: 409 (Conflict) ErrorCode: OperationNotAllowed")."""
+    return ArmError(
+        409,
+        "OperationNotAllowed",
+        "Operation could not be completed as it results in exceeding approved Total Regional "
+        f"Cores quota. Additional details - Deployment Model: Resource Manager, Location: "
+        f"{location}, Current Limit: {limit}, Current Usage: {usage}, Additional Required: "
+        f"{required}, (Minimum) New Limit Required: {usage + required}. Submit a request for "
+        "Quota increase at https://aka.ms/ProdportalCRP/#blade/Microsoft_Azure_Capacity/"
+        f"UsageAndQuota.ReactView/Parameters/%7B%22subscriptionId%22:%22{subscription}%22%7D "
+        "by specifying parameters listed in the 'Details' section for deployment to succeed. "
+        "Please read more about quota limits at "
+        "https://docs.microsoft.com/en-us/azure/azure-supportability/regional-quota-requests",
+    )
+
+
+def another_operation_in_progress(operation_url: str) -> ArmError:
+    """The Network RP refuses an operation on a resource (or one it references) while
+    another is still running, with 429 so that clients retry: Azure/azure-libraries-for-net
+    #1001 (the Network team: 429 "when ... an operation on a resource with references that
+    are in an updating state"); the text is quoted in microsoft/AzureTRE#2222."""
+    return ArmError(
+        429,
+        "AnotherOperationInProgress",
+        "Another operation on this or dependent resource is in progress. To retrieve status "
+        f"of the operation use uri: {operation_url}.",
+    )
+
+
+def resource_exists(resource_id: str) -> ArmError:
+    """A PUT sent with ``If-None-Match: *`` on a resource that exists: 412 (RFC 9110
+    section 13.1.2), code PreconditionFailed as Compute answers a failed condition
+    (kubernetes-sigs/cloud-provider-azure#9728). Compute takes the header on VM PUTs from
+    api-version 2023-09-01 (Azure/azure-rest-api-specs#26368; "Set to '*' to allow a new
+    record set to be created, but to prevent updating an existing record set",
+    learn.microsoft.com/javascript/api/@azure/arm-compute/virtualmachinescreateorupdateoptionalparams)."""
+    return ArmError(
+        412,
+        "PreconditionFailed",
+        f"The resource {resource_id} already exists and the request's If-None-Match header is '*'.",
+    )
+
+
+def scope_locked(resource_id: str, lock_scope: str, operation: str = "delete") -> ArmError:
+    """An operation a management lock forbids: 409 ScopeLocked, text as quoted in
+    Azure/apiops#606 and hashicorp/terraform-provider-azurerm#17478."""
+    return ArmError(
+        409,
+        "ScopeLocked",
+        f"The scope '{resource_id}' cannot perform {operation} operation because following "
+        f"scope(s) are locked: '{lock_scope}'. Please remove the lock and try again.",
+    )

@@ -319,6 +319,9 @@ class NetworkApi(SecurityGroupApi):
                 raise bad_request("A network interface needs at least one IP configuration.")
             nsg_id = ref_id(props.get("networkSecurityGroup"))
             nsg = self.referenced(nsg_id, NSG, res) if nsg_id is not None else None
+            if nsg is not None:
+                # "this or dependent resource": the NSG a NIC joins must be idle too.
+                self.check_idle(nsg, request)
             old = {c["name"].lower(): c for c in res.properties.get("ipConfigurations", [])}
             taken = {
                 cfg["properties"]["privateIPAddress"]

@@ -12,13 +12,12 @@ from typing import Any
 
 from vmkit.testing.fakes._http import Request, Response
 from vmkit.testing.fakes.azure import errors
-from vmkit.testing.fakes.azure.core import NAME, RG, ArmCore, Json
+from vmkit.testing.fakes.azure.core import NAME, NETWORK, RG, ArmCore, Json
 from vmkit.testing.fakes.azure.errors import ArmError
 from vmkit.testing.fakes.azure.state import NIC, NSG, VNET, Resource, ref_id
 
 __all__ = ["NETWORK", "SecurityGroupApi", "bad_request"]
 
-NETWORK = "Microsoft.Network"
 
 # Every NSG carries these six rules (learn.microsoft.com/azure/virtual-network/
 # network-security-groups-overview#default-security-rules).

@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 
 from vmkit.testing.fakes.azure.compute import DEFAULT_VM_SIZES, ComputeApi
+from vmkit.testing.fakes.azure.locks import LockApi
 from vmkit.testing.fakes.azure.network import NetworkApi
 from vmkit.testing.faults import FaultPlan
 
 __all__ = ["AzureFake"]
 
 
-class AzureFake(ComputeApi, NetworkApi):
+class AzureFake(ComputeApi, NetworkApi, LockApi):
     """A stateful fake of ARM (Microsoft.Resources, Microsoft.Compute, Microsoft.Network).
 
     Long-running operations stay InProgress for ``lro_delay`` seconds, evaluated lazily
@@ -20,6 +21,11 @@ class AzureFake(ComputeApi, NetworkApi):
     MiB)); ``images`` when given restricts the platform images to those URNs
     (``publisher:offer:sku`` or with ``:version``); ``image_disk_gb`` is the OS disk size
     of every image. See :class:`~vmkit.testing.fakes.azure.core.ArmCore` for the rest.
+
+    Knobs for reliability tests, each an Azure behaviour: a regional vCPU quota
+    (:meth:`set_cores_quota`), provisioning that takes long (:meth:`hold_provisioning`),
+    management locks (:meth:`add_lock`), provisioning failures (:meth:`fail_vm_create`),
+    and the faults of :class:`~vmkit.testing.faults.FaultPlan`.
 
     Connect the real clients with :func:`~vmkit.testing.fakes.azure.make_clients`.
     """
@@ -47,6 +53,7 @@ class AzureFake(ComputeApi, NetworkApi):
         )
         self._register_network()
         self._register_disks()
+        self._register_locks()
         self._register_compute(vm_sizes, images, image_disk_gb)
 
     def start(self) -> AzureFake:

@@ -11,6 +11,7 @@ and the power actions answer 202 with ``Azure-AsyncOperation`` and ``Location``
 from __future__ import annotations
 
 import fnmatch
+import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -82,6 +83,33 @@ class VmLifecycle(DiskApi):
 
     vm_sizes: dict[str, tuple[int, int]]
     _failures: list[FailureRule]
+    #: regional vCPU quota by location (None: every location)
+    _cores_quota: dict[str | None, int]
+    #: ids of the provisioning operations held back, None when not holding
+    _held: list[str] | None
+
+    def cores_in_use(self, subscription: str, location: str) -> int:
+        """vCPUs the subscription's VMs hold in ``location``. A deallocated VM holds none:
+        only allocated VMs count against the regional quota
+        (learn.microsoft.com/azure/virtual-machines/quotas)."""
+        used = 0
+        for vm in self.store.of_type(VM, subscription):
+            if vm.location != location or vm.state.get("power") in ("deallocated", "deallocating"):
+                continue
+            size = vm.properties.get("hardwareProfile", {}).get("vmSize", "")
+            used += self.vm_sizes.get(size, (0, 0))[0]
+        return used
+
+    def check_cores_quota(self, vm: Resource, size: str) -> None:
+        """Refuse (409 OperationNotAllowed) a VM of ``size`` that would pass the regional
+        vCPU quota set by :meth:`set_cores_quota`."""
+        limit = self._cores_quota.get(vm.location, self._cores_quota.get(None))
+        if limit is None:
+            return
+        usage = self.cores_in_use(vm.subscription, vm.location)
+        required = self.vm_sizes[size][0]
+        if usage + required > limit:
+            raise errors.cores_quota_exceeded(vm.location, limit, usage, required, vm.subscription)
 
     def _provision(self, vm: Resource, transient: str) -> Operation:
         """Start (or retry) provisioning; an armed FailureRule makes it end Failed."""
@@ -105,7 +133,11 @@ class VmLifecycle(DiskApi):
             self._booted(vm)
             return None
 
-        return self.begin(vm, COMPUTE, transient, done)
+        op = self.begin(vm, COMPUTE, transient, done)
+        if self._held is not None:
+            op.done_at = math.inf
+            self._held.append(op.id)
+        return op
 
     def _booted(self, vm: Resource) -> None:
         vm.state["power"] = "running"
@@ -184,6 +216,9 @@ class VmLifecycle(DiskApi):
                 f"Operation '{action}' is not allowed on VM '{vm.name}' since the VM is "
                 "deallocated or marked to be deallocated."
             )
+        if action == "start" and vm.state["power"] == "deallocated":
+            # Starting a deallocated VM allocates its cores again.
+            self.check_cores_quota(vm, vm.properties["hardwareProfile"]["vmSize"])
         transient, final = ACTIONS[action]
         vm.state["power"] = transient
 
@@ -314,6 +349,34 @@ class VmLifecycle(DiskApi):
         with self.lock:
             self._failures.append(rule)
         return rule
+
+    def set_cores_quota(self, limit: int | None, location: str | None = None) -> None:
+        """Set the regional vCPU quota ("Total Regional vCPUs") of ``location`` (every
+        location when None); ``limit`` None lifts it. A VM PUT or start that would pass
+        it is refused at once with Compute's 409 OperationNotAllowed, and no VM is made."""
+        key = location.replace(" ", "").lower() if location is not None else None
+        with self.lock:
+            if limit is None:
+                self._cores_quota.pop(key, None)
+            else:
+                self._cores_quota[key] = limit
+
+    def hold_provisioning(self) -> None:
+        """Keep VMs created from now on provisioning (Creating, power state starting)
+        until :meth:`release_provisioning`: a boot that takes far longer than usual."""
+        with self.lock:
+            if self._held is None:
+                self._held = []
+
+    def release_provisioning(self) -> None:
+        """Let held VMs finish provisioning now, and new ones as usual."""
+        with self.lock:
+            now = time.time()
+            for op_id in self._held or []:
+                op = self.store.operations.get(op_id)
+                if op is not None and op.status == "InProgress":
+                    op.done_at = now
+            self._held = None
 
     def _vm_named(self, name_or_id: str) -> Resource:
         """A VM by ARM id, or by name when only one VM has that name (KeyError otherwise)."""

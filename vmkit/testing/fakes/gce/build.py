@@ -495,13 +495,14 @@ def commit(state: GceState, plan: Plan, *, failure: OpError | None) -> Instance:
         )
         for n in plan.nics
     ]
-    timeline = (
-        Timeline([(now, "PROVISIONING"), (now + max(delay / 2, state.operation_delay), "GONE")])
-        if failure is not None
-        else Timeline(
-            [(now, "PROVISIONING"), (now + delay / 2, "STAGING"), (now + delay, "RUNNING")]
-        )
-    )
+    if failure is not None:
+        steps = [(now, "PROVISIONING"), (now + max(delay / 2, state.operation_delay), "GONE")]
+    elif state.hold:
+        steps = [(now, "PROVISIONING"), (now + delay / 2, "STAGING")]
+        state.held.add((plan.project, plan.zone, plan.name))
+    else:
+        steps = [(now, "PROVISIONING"), (now + delay / 2, "STAGING"), (now + delay, "RUNNING")]
+    timeline = Timeline(steps)
     inst = Instance(
         project=plan.project,
         zone=plan.zone,
@@ -537,7 +538,7 @@ def commit(state: GceState, plan: Plan, *, failure: OpError | None) -> Instance:
     state.instances[(plan.project, plan.zone, plan.name)] = inst
     if failure is not None:
         return inst
-    inst.last_start = now + delay
+    inst.last_start = None if state.hold else now + delay
     for d in plan.disks:
         if d.existing:
             continue

@@ -1,4 +1,4 @@
-"""instances.* of the Compute Engine fake: insert, bulkInsert, lifecycle, labels, console.
+"""instances.* of the Compute Engine fake: insert, lifecycle, labels, protection, console.
 
 Lifecycle (https://cloud.google.com/compute/docs/instances/instance-life-cycle):
 insert PROVISIONING -> STAGING -> RUNNING; stop STOPPING -> TERMINATED; start
@@ -9,7 +9,6 @@ capacity and quota failures of ``insert`` show on the DONE operation.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from vmkit.testing.fakes._http import HttpError, Request, Response
@@ -26,12 +25,10 @@ from vmkit.testing.fakes.gce.common import (
 from vmkit.testing.fakes.gce.errors import (
     already_exists,
     exhausted_error,
-    exhausted_message,
     invalid,
     not_found,
     not_ready,
     quota_error,
-    quota_message,
 )
 from vmkit.testing.fakes.gce.render import disk_link, instance_link, render_instance
 from vmkit.testing.fakes.gce.shapes import RefError, fingerprint, parse_ref
@@ -46,9 +43,8 @@ SERIAL_BUFFER = 1024 * 1024
 class InstanceApi:
     """Handlers for the instances collection; the server holds its lock around them."""
 
-    def __init__(self, state: GceState, *, bulk_existing: str = "skip") -> None:
+    def __init__(self, state: GceState) -> None:
         self.state = state
-        self.bulk_existing = bulk_existing
 
     # ---------------------------------------------------------------- helpers
 
@@ -144,154 +140,6 @@ class InstanceApi:
         done = inst.timeline.ends_at()
         return self._op(inst, "insert", rid, done_at=done, error=failure)
 
-    def bulk_insert(self, request: Request) -> Response:
-        """bulkInsert validates capacity and quota up front: 403 quotaExceeded or
-        503 insufficientCapacity instead of an operation
-        (https://cloud.google.com/compute/docs/troubleshooting/troubleshooting-bulk-vm-creation)."""
-        project, zone = zone_of(self.state, request)
-        rid, answer = replay(self.state, request)
-        if answer is not None:
-            return answer
-        body = body_of(request)
-        if body.get("sourceInstanceTemplate"):
-            raise invalid(
-                "resource.sourceInstanceTemplate",
-                body["sourceInstanceTemplate"],
-                "The fake does not serve instance templates.",
-            )
-        props = body.get("instanceProperties")
-        if not isinstance(props, dict):
-            raise invalid(
-                "resource.instanceProperties",
-                "",
-                "Required when sourceInstanceTemplate is not set.",
-            )
-        count = int(body.get("count") or 0)
-        if count < 1:
-            raise invalid("resource.count", count, "Must be greater than or equal to 1.")
-        min_count = int(body.get("minCount") or count)
-        if not 1 <= min_count <= count:
-            raise invalid("resource.minCount", min_count, "Must be between 1 and count.")
-        names = self._bulk_names(project, zone, body, count)
-        existing = [n for n in names if self.state.instance(project, zone, n) is not None]
-        if existing and self.bulk_existing == "conflict":
-            raise already_exists(self._path(project, zone, existing[0]))
-        wanted = [n for n in names if n not in existing]
-        machine = str(props.get("machineType") or "")
-        internal_error = "/" in machine
-        instance_body = dict(props)
-        # InstanceProperties.machineType takes a bare name; a URL "will result in an
-        # INTERNAL_ERROR" (InstanceProperties.machine_type in compute_v1/types/compute.py).
-        instance_body["machineType"] = f"zones/{zone}/machineTypes/{machine.rsplit('/', 1)[-1]}"
-        for i, disk in enumerate(instance_body.get("disks") or []):
-            if (disk.get("initializeParams") or {}).get("sourceSnapshot"):
-                raise invalid(
-                    f"resource.instanceProperties.disks[{i}].initializeParams.sourceSnapshot",
-                    disk["initializeParams"]["sourceSnapshot"],
-                    "Boot disks from snapshots are not supported when creating VMs in bulk.",
-                )
-        plans = [
-            plan_instance(
-                self.state, project, zone, n, instance_body, "resource.instanceProperties"
-            )
-            for n in wanted
-        ]
-        if plans and not internal_error:
-            wanted_count = self._bulk_capacity(
-                project,
-                zone,
-                plans[0].machine_type.guest_cpus,
-                len(plans),
-                min_count - len(existing),
-            )
-            plans = plans[:wanted_count]
-        failure = next((p.failure for p in plans if p.failure is not None), None)
-        if internal_error:
-            failure = OpError(
-                "INTERNAL_ERROR",
-                "Internal error. Please try again or contact Google Support.",
-                500,
-                "INTERNAL SERVER ERROR",
-            )
-        now = self.state.now()
-        done = now + self.state.transition_delay
-        if failure is None:
-            for plan in plans:
-                done = max(done, commit(self.state, plan, failure=None).timeline.ends_at())
-        op = self.state.new_operation(
-            project,
-            zone,
-            "bulkInsert",
-            target_link=None,
-            target_id=None,
-            done_at=done,
-            error=failure,
-            request_id=rid,
-        )
-        op.bulk = {"target": count, "created": 0 if failure else len(plans)}
-        return op_response(op, self.state)
-
-    def _bulk_names(self, project: str, zone: str, body: dict[str, Any], count: int) -> list[str]:
-        per_instance = body.get("perInstanceProperties") or {}
-        if per_instance:
-            names = []
-            for key, props in per_instance.items():
-                names.append(check_name("resource.perInstanceProperties.key", key))
-                if isinstance(props, dict) and props.get("name") not in (None, key):
-                    raise invalid(
-                        "resource.perInstanceProperties.name",
-                        props["name"],
-                        "Must equal the map key.",
-                    )
-            # a proto map has no order on the wire; creating in name order keeps
-            # partial (minCount) results reproducible
-            names.sort()
-            if len(names) != count:
-                raise invalid(
-                    "resource.count", count, "Must equal the number of perInstanceProperties."
-                )
-            return names
-        pattern = str(body.get("namePattern") or "")
-        runs = re.findall(r"#+", pattern)
-        if not pattern:
-            raise invalid(
-                "resource.namePattern",
-                "",
-                "Either namePattern or perInstanceProperties must be set.",
-            )
-        if len(runs) != 1 or len(runs[0]) > 18:
-            raise invalid(
-                "resource.namePattern",
-                pattern,
-                "Must contain one continuous sequence of at most 18 '#' characters.",
-            )
-        width = len(runs[0])
-        head, tail = pattern.split(runs[0])
-        taken = re.compile(f"^{re.escape(head)}(\\d{{{width}}}){re.escape(tail)}$")
-        highest = max(
-            (
-                int(m.group(1))
-                for i in self.state.instances_in(project, zone)
-                if (m := taken.match(i.name))
-            ),
-            default=0,
-        )
-        return [f"{head}{n:0{width}d}{tail}" for n in range(highest + 1, highest + 1 + count)]
-
-    def _bulk_capacity(self, project: str, zone: str, cpus: int, wanted: int, minimum: int) -> int:
-        if self.state.is_exhausted(zone):
-            raise HttpError(503, exhausted_message(project, zone), reason="insufficientCapacity")
-        region = zone.rsplit("-", 1)[0]
-        limit = self.state.cpu_limit(region)
-        if limit is None:
-            return wanted
-        fits = max(0, (limit - self.state.cpu_usage(project, region)) // cpus)
-        if fits < minimum:
-            raise HttpError(
-                403, quota_message(limit, region), reason="quotaExceeded", domain="usageLimits"
-            )
-        return min(wanted, fits)
-
     # -------------------------------------------------------------- lifecycle
 
     def delete(self, request: Request) -> Response:
@@ -300,11 +148,13 @@ class InstanceApi:
             return answer
         inst = self._live(request)
         if inst.extra.get("deletionProtection"):
+            # 400 invalidResourceUsage, as Compute Engine answers it
+            # (hashicorp/terraform-provider-google#1211).
             raise HttpError(
                 400,
                 "Invalid resource usage: 'Resource cannot be deleted if it's "
                 "protected against deletion.'.",
-                reason="resourceInUseByAnotherResource",
+                reason="invalidResourceUsage",
             )
         now = self.state.now()
         if inst.timeline.steps[-1][1] != GONE:
@@ -319,6 +169,20 @@ class InstanceApi:
                 if attached.auto_delete and disk is not None:
                     disk.timeline.then(now, (end, GONE))
         return self._op(inst, "delete", rid, done_at=inst.timeline.ends_at())
+
+    def set_deletion_protection(self, request: Request) -> Response:
+        """instances.setDeletionProtection: the ``deletionProtection`` query
+        parameter, true when absent as in the API's discovery document
+        (https://cloud.google.com/compute/docs/reference/rest/v1/instances/setDeletionProtection)."""
+        rid, answer = replay(self.state, request)
+        if answer is not None:
+            return answer
+        inst = self._live(request)
+        value = (request.arg("deletionProtection") or "true").lower()
+        if value not in ("true", "false"):
+            raise invalid("deletionProtection", value, "Must be a boolean.")
+        inst.extra["deletionProtection"] = value == "true"
+        return self._op(inst, "setDeletionProtection", rid)
 
     def stop(self, request: Request) -> Response:
         rid, answer = replay(self.state, request)

@@ -298,6 +298,7 @@ def render_operation(op: Operation, now: float) -> dict[str, Any]:
         body["zone"] = zone_link(op.project, op.zone)
     _nonempty(body, "targetLink", op.target_link)
     _nonempty(body, "targetId", op.target_id)
+    _nonempty(body, "operationGroupId", op.group)
     if status != "PENDING":
         body["startTime"] = rfc3339(op.created + (op.done_at - op.created) / 2)
     if status == "DONE":
@@ -310,13 +311,14 @@ def render_operation(op: Operation, now: float) -> dict[str, Any]:
             body["httpErrorMessage"] = op.error.http_message
     if op.bulk is not None and op.zone:
         created = op.bulk["created"] if status == "DONE" else 0
+        failed = op.bulk.get("failed", 0) if status == "DONE" else 0
         body["instancesBulkInsertOperationMetadata"] = {
             "perLocationStatus": {
                 f"zones/{op.zone}": {
                     "status": "DONE" if status == "DONE" else "CREATING",
                     "targetVmCount": op.bulk["target"],
                     "createdVmCount": created,
-                    "failedToCreateVmCount": 0,
+                    "failedToCreateVmCount": failed,
                     "deletedVmCount": 0,
                 }
             }

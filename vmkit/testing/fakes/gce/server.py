@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from vmkit.testing.fakes._http import FakeServer, HttpError, Request, Response
+from vmkit.testing.fakes.gce.bulk import BulkApi
 from vmkit.testing.fakes.gce.catalog import ImageSpec, MachineTypeSpec, machine_types_from
 from vmkit.testing.fakes.gce.common import list_response, zone_of
 from vmkit.testing.fakes.gce.errors import not_found
@@ -64,10 +65,8 @@ class GceFake(FakeServer):
     ``transition_delay`` how long an instance takes from PROVISIONING to
     RUNNING (and STOPPING to TERMINATED, delete to gone). ``machine_types``
     takes :class:`MachineTypeSpec` items or REST-shaped mappings; ``token``
-    makes the fake require ``Authorization: Bearer <token>``;
-    ``bulk_existing`` says what bulkInsert does with perInstanceProperties
-    names that already exist: ``"skip"`` (count them as created) or
-    ``"conflict"`` (409).
+    makes the fake require ``Authorization: Bearer <token>``. bulkInsert is
+    described in :mod:`vmkit.testing.fakes.gce.bulk`.
     """
 
     def __init__(
@@ -81,7 +80,6 @@ class GceFake(FakeServer):
         transition_delay: float = 0.05,
         wait_timeout: float = 120.0,
         token: str | None = None,
-        bulk_existing: str = "skip",
         user: str = "vmkit-fake@vmkit-test.iam.gserviceaccount.com",
         clock: Callable[[], float] = time.time,
         seed: int = 0,
@@ -89,8 +87,6 @@ class GceFake(FakeServer):
         port: int = 0,
     ) -> None:
         super().__init__(faults=faults, port=port)
-        if bulk_existing not in ("skip", "conflict"):
-            raise ValueError("bulk_existing must be 'skip' or 'conflict'")
         self.project = project
         self.token = token
         self.wait_timeout = wait_timeout
@@ -104,15 +100,13 @@ class GceFake(FakeServer):
         self.state.zones = tuple(zones)
         self.state.machine_types = machine_types_from(machine_types)
         self.state.networks = set(networks)
-        self._routes_setup(
-            InstanceApi(self.state, bulk_existing=bulk_existing), ResourceApi(self.state)
-        )
+        self._routes_setup(InstanceApi(self.state), ResourceApi(self.state), BulkApi(self.state))
 
     # ----------------------------------------------------------------- routes
 
-    def _routes_setup(self, inst: InstanceApi, res: ResourceApi) -> None:
+    def _routes_setup(self, inst: InstanceApi, res: ResourceApi, bulk: BulkApi) -> None:
         table: list[tuple[str, str, str, Callable[[Request], Response]]] = [
-            ("POST", _Z + r"/instances/bulkInsert", "instances.bulkInsert", inst.bulk_insert),
+            ("POST", _Z + r"/instances/bulkInsert", "instances.bulkInsert", bulk.bulk_insert),
             ("GET", _Z + r"/instances", "instances.list", inst.list_instances),
             ("POST", _Z + r"/instances", "instances.insert", inst.insert),
             ("GET", _I, "instances.get", inst.get),
@@ -121,6 +115,12 @@ class GceFake(FakeServer):
             ("POST", _I + r"/stop", "instances.stop", inst.stop),
             ("POST", _I + r"/reset", "instances.reset", inst.reset),
             ("POST", _I + r"/setLabels", "instances.setLabels", inst.set_labels),
+            (
+                "POST",
+                _I + r"/setDeletionProtection",
+                "instances.setDeletionProtection",
+                inst.set_deletion_protection,
+            ),
             ("POST", _I + r"/attachDisk", "instances.attachDisk", inst.attach_disk),
             ("POST", _I + r"/detachDisk", "instances.detachDisk", inst.detach_disk),
             ("GET", _I + r"/serialPort", "instances.getSerialPortOutput", inst.serial_port),
@@ -350,6 +350,25 @@ class GceFake(FakeServer):
                 self.state.cpu_quota.pop(region, None)
             else:
                 self.state.cpu_quota[region] = cpus
+
+    def hold_provisioning(self) -> None:
+        """Instances created from now on stop at STAGING (their insert operations
+        still complete): a boot that takes far longer than a caller waits."""
+        with self.lock:
+            self.state.hold = True
+
+    def release_provisioning(self) -> None:
+        """Held instances, and new ones, go on to RUNNING."""
+        with self.lock:
+            self.state.hold = False
+            now = self.state.now()
+            end = now + self.state.transition_delay
+            for key in sorted(self.state.held):
+                inst = self.state.instance(*key)
+                if inst is not None and inst.timeline.steps[-1][1] == "STAGING":
+                    inst.timeline.then(now, (end, "RUNNING"))
+                    inst.last_start = end
+            self.state.held.clear()
 
     def exhaust_zone(self, zone: str | None = None, *, exhausted: bool = True) -> None:
         """Make ``zone`` (every zone when None) answer ZONE_RESOURCE_POOL_EXHAUSTED."""

@@ -87,6 +87,8 @@ class Operation:
     user: str
     error: OpError | None = None
     bulk: dict[str, int] | None = None
+    #: operationGroupId: a bulkInsert and the insert operation of each of its instances
+    group: str | None = None
 
     def status(self, now: float) -> str:
         if now >= self.done_at:
@@ -235,6 +237,9 @@ class GceState:
         self.networks: set[str] = {"default"}
         #: exhausted zones; "*" exhausts every zone
         self.exhausted: set[str] = set()
+        #: while set, new instances stop at STAGING (a boot that does not finish)
+        self.hold = False
+        self.held: set[tuple[str, str, str]] = set()
         self._ip_counter = 1
         self._nat_counter = 0
 

@@ -8,8 +8,11 @@
 The fake keeps state the way the API server does (one global
 resourceVersion, a bounded watch history, Status errors) and simulates a
 scheduler and kubelet on one node: pods go Pending -> Running, or fail to
-pull / crash-loop / stay Unschedulable when told to. Fault injection comes
-from :class:`vmkit.testing.faults.FaultPlan` (``fake.faults``).
+pull / crash-loop / stay Unschedulable / keep pulling (``hold_starts``) when
+told to. A pod with finalizers outlives its DELETE until they are removed
+(``set_finalizers``), and a ResourceQuota's ``pods`` limit is enforced at
+admission. Fault injection comes from :class:`vmkit.testing.faults.FaultPlan`
+(``fake.faults``).
 """
 
 from __future__ import annotations

@@ -77,6 +77,8 @@ class _PodSim:
     unschedulable: bool = False
     crashes: int = 0
     pull_started: float = 0.0
+    #: created while starts were held: waits at the image pull for a release
+    held: bool = False
 
 
 class Cluster:
@@ -89,6 +91,8 @@ class Cluster:
         self.sims: dict[str, _PodSim] = {}
         self.fail_patterns: list[str] = []
         self.crash_patterns: list[str] = []
+        #: pods created while True stay pulling their image until released
+        self.holding = False
         self._pulled: set[str] = set()
         self._ips = 0
         self.allocatable = {
@@ -108,6 +112,7 @@ class Cluster:
             c["name"]: _Container(c["name"], c["image"]) for c in stored["spec"]["containers"]
         }
         sim = _PodSim(meta["uid"], meta["namespace"], meta["name"], containers)
+        sim.held = self.holding
         sim.timers["schedule"] = at + self.config.schedule_delay
         self.sims[sim.uid] = sim
         return stored
@@ -116,7 +121,9 @@ class Cluster:
         """Delete a pod as the API server does: at once when ``grace`` is 0,
         the pod is not bound to a node, or it has finished; otherwise mark it
         Terminating (deletionTimestamp) and remove it when the grace period,
-        scaled by ``grace_scale``, has passed. Returns the pod (None if absent)."""
+        scaled by ``grace_scale``, has passed. A pod with finalizers is only
+        marked, and stays until they are removed (:meth:`set_finalizers`).
+        Returns the pod (None if absent)."""
         pod = self.store.get("pods", namespace, name)
         if pod is None:
             return None
@@ -126,6 +133,8 @@ class Cluster:
         phase = pod["status"].get("phase")
         sim = self.sims.get(meta["uid"])
         if grace <= 0 or not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
+            if meta.get("finalizers"):
+                return self._finalize_later(pod, at)
             return self._remove(namespace, name, meta["uid"])
         current = meta.get("deletionGracePeriodSeconds")
         if current is not None and current <= grace:
@@ -149,6 +158,50 @@ class Cluster:
         if sim is not None:
             sim.timers = {"remove": at + grace * self.config.grace_scale}
         return stored
+
+    def _finalize_later(self, pod: JSON, at: float) -> JSON:
+        """A deletion that is due while finalizers remain: the object stays,
+        marked with ``deletionTimestamp`` and a grace period of 0, until the
+        last finalizer goes ("Finalizers",
+        https://kubernetes.io/docs/concepts/overview/working-with-objects/finalizers/).
+        The kubelet is done with it: its status changes no more."""
+        meta = pod["metadata"]
+        if meta.get("deletionTimestamp") and meta.get("deletionGracePeriodSeconds") == 0:
+            return pod  # already due: a later delete changes nothing
+        meta["deletionTimestamp"] = format_time(at)
+        meta["deletionGracePeriodSeconds"] = 0
+        sim = self.sims.get(meta["uid"])
+        if sim is not None:
+            sim.timers.clear()
+        return self.store.put("pods", pod)
+
+    def set_finalizers(self, namespace: str, name: str, finalizers: list[str]) -> JSON | None:
+        """Replace a pod's ``metadata.finalizers`` (what the controller owning a
+        finalizer does). Removing the last one from a pod whose deletion is
+        due deletes it, as the registry's ShouldDeleteDuringUpdate says
+        (k8s.io/apiserver/pkg/registry/generic/registry/store.go); adding one
+        to a pod being deleted is refused, as ObjectMeta update validation
+        does ("no new finalizers can be added if the object is being
+        deleted"). Returns the pod, None when it is gone."""
+        pod = self.store.get("pods", namespace, name)
+        if pod is None:
+            return None
+        meta = pod["metadata"]
+        current = list(meta.get("finalizers") or [])
+        if meta.get("deletionTimestamp") and set(finalizers) - set(current):
+            raise ValueError("no new finalizers can be added if the object is being deleted")
+        if finalizers:
+            meta["finalizers"] = list(finalizers)
+        else:
+            meta.pop("finalizers", None)
+        if (
+            not finalizers
+            and meta.get("deletionTimestamp")
+            and not meta.get("deletionGracePeriodSeconds")
+        ):
+            self._remove(namespace, name, meta["uid"])
+            return None
+        return self.store.put("pods", pod)
 
     def _remove(self, namespace: str, name: str, uid: str) -> JSON | None:
         final = self.store.remove("pods", namespace, name)
@@ -193,6 +246,10 @@ class Cluster:
     # ------------------------------------------------------------ steps
 
     def _step_remove(self, sim: _PodSim, pod: JSON, at: float) -> None:
+        # The kubelet's final delete (grace period 0) once the containers stopped.
+        if pod["metadata"].get("finalizers"):
+            self._finalize_later(pod, at)
+            return
         self._remove(sim.namespace, sim.name, sim.uid)
 
     def _step_schedule(self, sim: _PodSim, pod: JSON, at: float) -> None:
@@ -274,7 +331,31 @@ class Cluster:
         spec = next(x for x in pod["spec"]["containers"] if x["name"] == c.name)
         return spec.get("imagePullPolicy") != "Always" and normalize_image(c.image) in self._pulled
 
+    def release(self, at: float) -> None:
+        """End :attr:`holding`; held pods finish pulling their image now."""
+        self.holding = False
+        for sim in self.sims.values():
+            if not sim.held:
+                continue
+            sim.held = False
+            pod = self.store.get("pods", sim.namespace, sim.name)
+            # Only a pod stopped at the pull: accepted by the kubelet, no timer
+            # left, not being deleted. The others meet the start step later.
+            if (
+                pod is not None
+                and pod["status"].get("startTime")
+                and not sim.timers
+                and not pod["metadata"].get("deletionTimestamp")
+            ):
+                sim.timers["start"] = at
+
     def _step_start(self, sim: _PodSim, pod: JSON, at: float) -> None:
+        if sim.held:
+            # A pull that takes long (a large image, a slow registry): the pod
+            # stays Pending, its container waiting in ContainerCreating. The
+            # release puts the start timer back.
+            sim.timers.pop("start", None)
+            return
         status = pod["status"]
         self._ips += 1
         ip = f"10.244.{self._ips // 250}.{self._ips % 250 + 2}"

@@ -19,6 +19,7 @@ from vmkit.testing.fakes.kubernetes.shapes import (
     FieldError,
     dns1123_label_errors,
     dns1123_subdomain_errors,
+    is_label_key,
     label_errors,
     parse_quantity,
 )
@@ -57,6 +58,20 @@ def validate_pod(pod: JSON) -> list[FieldError]:
     elif name:
         errors.extend(dns1123_subdomain_errors("metadata.name", name))
     errors.extend(label_errors("metadata.labels", meta.get("labels")))
+    finalizers = meta.get("finalizers")
+    if finalizers is not None and not isinstance(finalizers, list):
+        errors.append(FieldError("invalid", "metadata.finalizers", "must be a list", finalizers))
+    for index, finalizer in enumerate(finalizers if isinstance(finalizers, list) else []):
+        # ValidateFinalizerName: a qualified name, as a label key.
+        if not isinstance(finalizer, str) or not is_label_key(finalizer):
+            errors.append(
+                FieldError(
+                    "invalid",
+                    f"metadata.finalizers[{index}]",
+                    "name part must consist of alphanumeric characters, '-', '_' or '.'",
+                    finalizer,
+                )
+            )
     spec = pod.get("spec") or {}
     containers = spec.get("containers") or []
     if not containers:

@@ -1,7 +1,8 @@
 """An HTTP fake of the Kubernetes API server (core/v1) for the real client.
 
 Serves namespaces, pods (create, get, list, watch, delete with a grace
-period, deletecollection, log), events and the node over plain HTTP on
+period and finalizers, deletecollection, log), resource quotas (a ``pods``
+count enforced at admission), events and the node over plain HTTP on
 127.0.0.1, with a simulated scheduler and kubelet on one node. Errors are
 ``Status`` objects; see :mod:`.shapes` for the sources of each shape.
 """
@@ -20,11 +21,17 @@ from vmkit.testing.fakes._http import FakeServer, HttpError, Request, Response
 from vmkit.testing.fakes.kubernetes.auth import authenticate
 from vmkit.testing.fakes.kubernetes.kubelet import Cluster, SimConfig
 from vmkit.testing.fakes.kubernetes.logs import read_log
+from vmkit.testing.fakes.kubernetes.namespaces import (
+    namespace_object,
+    new_namespace,
+    not_found,
+    require_namespace,
+)
 from vmkit.testing.fakes.kubernetes.pods import QuantityError, default_pod, validate_pod
 from vmkit.testing.fakes.kubernetes.podstatus import node_object
+from vmkit.testing.fakes.kubernetes.quota import Quotas
 from vmkit.testing.fakes.kubernetes.shapes import (
     JSON,
-    dns1123_label_errors,
     format_time,
     invalid_status_message,
     status_object,
@@ -33,7 +40,7 @@ from vmkit.testing.fakes.kubernetes.store import Store
 from vmkit.testing.fakes.kubernetes.watch import Collection, WatchOptions, int_arg
 from vmkit.testing.faults import FaultPlan
 
-__all__ = ["KubernetesFake"]
+__all__ = ["KubernetesFake", "not_found"]
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +49,6 @@ _NAME = r"(?P<name>[^/]+)"
 _PROTECTED = ("default", "kube-system", "kube-public")
 _BUILTIN = ("default", "kube-system", "kube-public", "kube-node-lease")
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # apiserver names.SimpleNameGenerator
-
-
-def not_found(resource: str, name: str) -> HttpError:
-    # apimachinery errors.NewNotFound: details.kind is the resource, e.g. "pods".
-    return HttpError(
-        404,
-        f'{resource} "{name}" not found',
-        reason="NotFound",
-        details={"name": name, "kind": resource},
-    )
 
 
 class KubernetesFake(FakeServer):
@@ -88,6 +85,7 @@ class KubernetesFake(FakeServer):
         self.watch_options = WatchOptions(watch_timeout, bookmark_interval)
         #: requests served by Kubernetes verb and resource, e.g. "watch pods"
         self.verbs: Counter[str] = Counter()
+        self.quotas = Quotas(self.store, self._count_verb)
         #: watches currently streaming
         self.open_watches = 0
         self._stopping = False
@@ -95,7 +93,7 @@ class KubernetesFake(FakeServer):
         at = time.time()
         with self.lock:
             for name in _BUILTIN:
-                self.store.put("namespaces", _namespace(name, at))
+                self.store.put("namespaces", namespace_object(name, at))
             self.store.put("nodes", node_object(self.cluster.config, at))
         self._routes_v1()
 
@@ -137,6 +135,7 @@ class KubernetesFake(FakeServer):
     def _advance(self) -> None:
         now = time.time()
         self.cluster.advance(now)
+        self.quotas.refresh(now)
         for ns in self.store.items("namespaces"):
             name = ns["metadata"]["name"]
             if ns["status"].get("phase") == "Terminating" and not self.store.items("pods", name):
@@ -199,6 +198,28 @@ class KubernetesFake(FakeServer):
         (phase Failed under restartPolicy Never)."""
         with self.lock:
             self.cluster.crash_patterns.append(pattern)
+
+    def hold_starts(self) -> None:
+        """Pods created from now on stay Pending, their image still pulling
+        (container waiting in ContainerCreating), until :meth:`release_starts`:
+        a large image or a slow registry."""
+        with self.lock:
+            self.cluster.holding = True
+
+    def release_starts(self) -> None:
+        """Let held pods, and new ones, start."""
+        with self.cond:
+            self.cluster.release(time.time())
+            self.cond.notify_all()
+
+    def set_finalizers(self, namespace: str, name: str, finalizers: list[str]) -> JSON | None:
+        """Replace a pod's ``metadata.finalizers``, as the controller owning a
+        finalizer does; see :meth:`Cluster.set_finalizers`. A pod with
+        finalizers stays after a DELETE, marked with ``deletionTimestamp``,
+        until the last one is removed. Returns the pod, None once it is gone."""
+        with self.cond:
+            self._advance()
+            return self.cluster.set_finalizers(namespace, name, finalizers)
 
     def append_log(self, namespace: str, pod: str, text: str, container: str | None = None) -> None:
         """Write ``text`` to the log of a started container (the first one
@@ -304,6 +325,19 @@ class KubernetesFake(FakeServer):
             ("GET", rf"{_NS}/pods/{_NAME}", "pod", self._get("pods")),
             ("DELETE", rf"{_NS}/pods/{_NAME}", "pod", self._delete_pod),
             ("GET", rf"{_NS}/pods/{_NAME}/log", "pods/log", self._pod_log),
+            (
+                "GET",
+                r"/api/v1/resourcequotas",
+                "resourcequotas",
+                self._collection("resourcequotas", "ResourceQuota"),
+            ),
+            (
+                "GET",
+                rf"{_NS}/resourcequotas",
+                "resourcequotas",
+                self._collection("resourcequotas", "ResourceQuota"),
+            ),
+            *self.quotas.routes(_NS, _NAME),
             ("GET", r"/api/v1/events", "events", self._collection("events", "Event")),
             ("GET", rf"{_NS}/events", "events", self._collection("events", "Event")),
             ("GET", rf"{_NS}/events/{_NAME}", "event", self._get("events")),
@@ -354,6 +388,9 @@ class KubernetesFake(FakeServer):
 
         return serve
 
+    def _count_verb(self, key: str) -> None:
+        self.verbs[key] += 1
+
     def _opened(self, delta: int) -> None:
         with self.lock:
             self.open_watches += delta
@@ -389,7 +426,7 @@ class KubernetesFake(FakeServer):
         if not meta.get("name") and meta.get("generateName"):
             suffix = "".join(_NAME_CHARS[b % len(_NAME_CHARS)] for b in uuid.uuid4().bytes[:5])
             meta["name"] = meta["generateName"] + suffix
-        self._require_namespace(namespace, "pods", meta.get("name", ""))
+        require_namespace(self.store, namespace, "pods", meta.get("name", ""))
         try:
             errors = validate_pod(body)
         except QuantityError as exc:
@@ -402,6 +439,13 @@ class KubernetesFake(FakeServer):
                 reason="Invalid",
                 details={"name": name, "kind": "Pod", "causes": [e.cause() for e in errors]},
             )
+        now = time.time()
+        # Validating admission (ResourceQuota among it) runs inside the
+        # registry's Create before the storage write that answers AlreadyExists
+        # (k8s.io/apiserver/pkg/registry/generic/registry/store.go Create:
+        # createValidation, then e.Storage.Create), so a retried create meets
+        # a full quota before it meets its own pod.
+        self.quotas.admit_pod(namespace, name, now)
         if self.store.get("pods", namespace, name) is not None:
             raise HttpError(
                 409,
@@ -413,35 +457,10 @@ class KubernetesFake(FakeServer):
         meta = pod["metadata"]
         for server_owned in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
             meta.pop(server_owned, None)
-        now = time.time()
         meta.update(namespace=namespace, uid=str(uuid.uuid4()), creationTimestamp=format_time(now))
         if request.arg("dryRun") == "All":
             return Response(201, pod)
         return Response(201, self.cluster.admit(pod, now))
-
-    def _require_namespace(self, namespace: str, resource: str, name: str) -> None:
-        ns = self.store.get("namespaces", "", namespace)
-        if ns is None:
-            raise not_found("namespaces", namespace)
-        if ns["status"].get("phase") == "Terminating":
-            # NamespaceLifecycle admission.
-            raise HttpError(
-                403,
-                f'{resource} "{name}" is forbidden: unable to create new content in namespace '
-                f"{namespace} because it is being terminated",
-                reason="Forbidden",
-                details={
-                    "name": name,
-                    "kind": resource,
-                    "causes": [
-                        {
-                            "reason": "NamespaceTerminating",
-                            "message": f"namespace {namespace} is being terminated",
-                            "field": "metadata.namespace",
-                        }
-                    ],
-                },
-            )
 
     def _grace(self, request: Request) -> int | None:
         value = int_arg(request, "gracePeriodSeconds")
@@ -513,27 +532,7 @@ class KubernetesFake(FakeServer):
 
     def _create_namespace(self, request: Request) -> Response:
         self.verbs["create namespaces"] += 1
-        body = request.json()
-        if not isinstance(body, dict):
-            raise HttpError(400, "the body of the request was in an unknown format")
-        name = (body.get("metadata") or {}).get("name") or ""
-        errors = dns1123_label_errors("metadata.name", name)
-        if errors:
-            raise HttpError(
-                422,
-                invalid_status_message("Namespace", name, errors),
-                reason="Invalid",
-                details={"name": name, "kind": "Namespace", "causes": [e.cause() for e in errors]},
-            )
-        if self.store.get("namespaces", "", name) is not None:
-            raise HttpError(
-                409,
-                f'namespaces "{name}" already exists',
-                reason="AlreadyExists",
-                details={"name": name, "kind": "namespaces"},
-            )
-        ns = _namespace(name, time.time())
-        ns["metadata"]["labels"].update((body.get("metadata") or {}).get("labels") or {})
+        ns = new_namespace(self.store, request.json(), time.time())
         return Response(201, self.store.put("namespaces", ns))
 
     def _delete_namespace(self, request: Request) -> Response:
@@ -559,19 +558,3 @@ class KubernetesFake(FakeServer):
                 self.cluster.delete(name, pod["metadata"]["name"], None, now)
             self._advance()
         return Response(200, ns)
-
-
-def _namespace(name: str, at: float) -> JSON:
-    # Namespace v1: https://kubernetes.io/docs/reference/kubernetes-api/cluster-resources/namespace-v1/
-    return {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {
-            "name": name,
-            "uid": str(uuid.uuid4()),
-            "creationTimestamp": format_time(at),
-            "labels": {"kubernetes.io/metadata.name": name},
-        },
-        "spec": {"finalizers": ["kubernetes"]},
-        "status": {"phase": "Active"},
-    }
