@@ -974,3 +974,23 @@ def test_the_simulator_restores_the_environment(monkeypatch: pytest.MonkeyPatch)
     assert os.environ["AWS_ACCESS_KEY_ID"] == "AKIA-real-one"
     assert "MOTO_ENABLE_AMI_VALIDATION" not in os.environ
     assert not moto.settings.ENABLE_AMI_VALIDATION
+
+
+def test_sessions_share_one_model_loader_without_growing_it() -> None:
+    from vmkit.providers.aws.session import session
+
+    def make() -> Any:
+        return session(
+            profile=None,
+            region="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            aws_session_token=None,
+        )
+
+    first, second = make(), make()
+    loader = first._session.get_component("data_loader")
+    assert second._session.get_component("data_loader") is loader
+    paths = list(loader.search_paths)
+    make()
+    assert loader.search_paths == paths

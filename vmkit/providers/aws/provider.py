@@ -15,9 +15,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import boto3
 from botocore.config import Config
-from botocore.exceptions import ProfileNotFound
 
 from vmkit.catalog import PORTABLE_IMAGES, fitting_types, resolve_image, resolve_instance_type
 from vmkit.errors import AuthError, ConfigError, NotFound, ProviderError, QuotaExceeded, SpecError
@@ -28,6 +26,7 @@ from vmkit.providers.aws.errors import AwsErrors, aws_error_code
 from vmkit.providers.aws.images import Images
 from vmkit.providers.aws.network import Network
 from vmkit.providers.aws.orphans import delete_orphans, find_orphans
+from vmkit.providers.aws.session import session as make_session
 from vmkit.render import render_cloud_init
 from vmkit.spec import Workload
 
@@ -120,7 +119,7 @@ class AwsProvider(Provider):
             poll_interval=poll_interval,
             timeout=timeout,
         )
-        session = _session(
+        session = make_session(
             profile=profile,
             region=region,
             aws_access_key_id=aws_access_key_id,
@@ -151,7 +150,7 @@ class AwsProvider(Provider):
         endpoint, as boto3 itself does).
         """
         try:
-            session = _session(
+            session = make_session(
                 profile=config.get("profile"),
                 region=config.get("region"),
                 aws_access_key_id=config.get("aws_access_key_id"),
@@ -575,23 +574,3 @@ def _image_reference(os_image: str, arch: tr.Arch) -> tuple[str, str]:
         f"{os_image!r} is not a portable image ({', '.join(PORTABLE_IMAGES)}), "
         "an AMI id (ami-...) or an SSM parameter path",
     )
-
-
-def _session(
-    *,
-    profile: str | None,
-    region: str | None,
-    aws_access_key_id: str | None,
-    aws_secret_access_key: str | None,
-    aws_session_token: str | None,
-) -> boto3.Session:
-    try:
-        return boto3.Session(
-            profile_name=profile,
-            region_name=region,
-            aws_access_key_id=aws_access_key_id,
-            aws_secret_access_key=aws_secret_access_key,
-            aws_session_token=aws_session_token,
-        )
-    except ProfileNotFound as exc:
-        raise ConfigError(f"aws: profile {profile!r} is not configured") from exc
