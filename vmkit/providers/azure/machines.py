@@ -4,6 +4,7 @@ by id, with their power states and addresses."""
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from vmkit.errors import NotFound
@@ -53,10 +54,27 @@ class Machines:
         # needs a VMSS $filter; statusOnly=true drops the tags, azure-sdk-for-go#18565):
         # one listing of the group's VMs, one status listing of the subscription, and
         # for addresses one of the group's NICs and one of its public IPs. Four calls
-        # (per page) per round, whatever the number of machines.
+        # (per page) per round, whatever the number of machines, in two round trips.
         owned = self.owned_vms(workload)
         if not owned:
             return []
+        # The status and address listings do not depend on each other: one
+        # round trip for both instead of two (three with the IPs).
+        with ThreadPoolExecutor(2, thread_name_prefix="vmkit-azure-list") as pool:
+            pending_statuses = pool.submit(self._statuses)
+            pending_addresses = pool.submit(self._p.network.addresses)
+        statuses, addresses = pending_statuses.result(), pending_addresses.result()
+        machines = []
+        for vm in owned:
+            name = str(vm["name"]).lower()
+            private_ip, public_ip = addresses.get(name, (None, None))
+            machines.append(
+                tr.to_machine(vm, statuses.get(name), private_ip=private_ip, public_ip=public_ip)
+            )
+        return machines
+
+    def _statuses(self) -> dict[str, dict[str, Any]]:
+        """The instance views of the group's VMs, by lower-cased name."""
         statuses: dict[str, dict[str, Any]] = {}
         group = self._p.resource_group.lower()
         for item in self._p._paged(
@@ -68,15 +86,7 @@ class Machines:
             if parsed is not None and parsed.resource_group.lower() == group:
                 view = (item.get("properties") or {}).get("instanceView")
                 statuses[parsed.name.lower()] = dict(view or {})
-        addresses = self._p.network.addresses()
-        machines = []
-        for vm in owned:
-            name = str(vm["name"]).lower()
-            private_ip, public_ip = addresses.get(name, (None, None))
-            machines.append(
-                tr.to_machine(vm, statuses.get(name), private_ip=private_ip, public_ip=public_ip)
-            )
-        return machines
+        return statuses
 
     def get(self, machine_id: str) -> Machine:
         """The managed machine of ``machine_id``; NotFound when there is none.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from vmkit.errors import NotFound, ProviderError
@@ -204,8 +205,12 @@ class Network:
         """``{vm name (lower case): (private IP, public IP)}`` from one listing of the
         group's NICs and one of its public IPs."""
         rg, network = self._p.resource_group, self._p.clients.network
-        nics = self._p._paged("network:ListNICs", network.network_interfaces.list, rg)
-        pips = self._p._paged("network:ListPublicIPs", network.public_ip_addresses.list, rg)
+        with ThreadPoolExecutor(1, thread_name_prefix="vmkit-azure-list") as pool:
+            pending = pool.submit(
+                self._p._paged, "network:ListPublicIPs", network.public_ip_addresses.list, rg
+            )
+            nics = self._p._paged("network:ListNICs", network.network_interfaces.list, rg)
+        pips = pending.result()
         public = {
             str(p.get("id") or "").lower(): (p.get("properties") or {}).get("ipAddress")
             for p in pips
