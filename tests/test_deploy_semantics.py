@@ -7,6 +7,7 @@ tests/test_reliability.py; here each rule is pinned down on its own.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,7 +17,7 @@ import vmkit
 from vmkit._settle import Tracker, survivor_key
 from vmkit.machine import Machine, MachineState
 from vmkit.plan import IN_FLIGHT, converge
-from vmkit.provider import SPEC_TAG, WORKLOAD_TAG
+from vmkit.provider import SPEC_TAG, WORKLOAD_TAG, CreateRequest
 
 
 def web(replicas: int = 5) -> vmkit.Workload:
@@ -91,6 +92,41 @@ def test_atomic_scale_up_keeps_the_machines_that_were_there() -> None:
         provider.deploy(web(5), atomic=True)
     assert [m.id for m in provider.list("web")] == [m.id for m in before]
     assert provider.shared == {"web"}
+
+
+def test_atomic_rolls_back_when_the_wait_itself_fails() -> None:
+    class Unlistable(MemoryProvider):
+        broken = False
+
+        def _list(self, workload: str | None) -> list[Machine]:
+            if self.broken:
+                raise vmkit.Throttled("still throttled", provider=self.name)
+            return super()._list(workload)
+
+        def _create(self, workload: vmkit.Workload, request: CreateRequest) -> list[Machine]:
+            made = super()._create(workload, request)
+            self.broken = True  # every listing from now on fails
+            return made
+
+    provider = Unlistable()
+    with pytest.raises(vmkit.Throttled):
+        provider.deploy(web(2), atomic=True)
+    provider.broken = False
+    assert provider.list("web") == []
+
+
+def test_the_error_says_what_its_cleanup_could_not_delete() -> None:
+    class Undeletable(MemoryProvider):
+        def _delete(self, machines: Sequence[Machine]) -> None:
+            raise vmkit.ProviderError("refused", provider=self.name)
+
+    provider = Undeletable()
+    provider.capacity = 1
+    with pytest.raises(vmkit.QuotaExceeded) as info:
+        provider.deploy(web(2), atomic=True)
+    assert info.value.left == ("web-0",)
+    assert "could not delete web-0" in str(info.value)
+    assert "was deleted" not in str(info.value)
 
 
 def test_a_timeout_names_the_pending_and_a_later_deploy_converges() -> None:

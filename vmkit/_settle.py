@@ -212,6 +212,7 @@ def deploy_error(
     provider: str,
     replicas: int,
     atomic: bool,
+    left: Sequence[str] = (),
 ) -> ProviderError:
     """The one error a deploy raises when replicas failed or are still pending.
 
@@ -227,7 +228,10 @@ def deploy_error(
         parts.append(f"{len(failures)} of {replicas} replica(s) failed: {listed}")
     if pending:
         parts.append(f"still pending at the deadline: {', '.join(pending)}")
-    if atomic:
+    if left:
+        # Say what is still there rather than claim a cleanup that failed.
+        parts.append(f"could not delete {', '.join(left)}: see the log, then destroy or gc")
+    elif atomic:
         parts.append("every machine this deploy created was deleted (atomic)")
     elif failures:
         parts.append("the failed replicas were deleted, the others kept; deploy again to complete")
@@ -248,6 +252,7 @@ def deploy_error(
         error.provider = error.provider or provider
         error.operation = "deploy"
     error.failed = {name: str(e) for name, e in sorted(failures.items())}
+    error.left = tuple(left)
     if failures:
         # The SDK's exception stays the cause, as for any other vmkit error.
         first = failures[min(failures)]
@@ -276,11 +281,14 @@ def by_replica(machine: Machine) -> tuple[int, str]:
     return (machine.replica if machine.replica is not None else 1 << 30, machine.name)
 
 
-def remove(provider: Provider, workload: str, machines: Sequence[Machine]) -> None:
+def remove(provider: Provider, workload: str, machines: Sequence[Machine]) -> list[str]:
     """Delete machines after a failed deploy and wait until they are gone.
-    Best effort: the deploy's own error is what the caller must see."""
+
+    Best effort, since the deploy's own error is what the caller must see:
+    returns the names of those it could not delete (the reason is logged).
+    """
     if not machines:
-        return
+        return []
     try:
         provider._delete(machines)
         deadline = time.monotonic() + provider.timeout
@@ -288,21 +296,34 @@ def remove(provider: Provider, workload: str, machines: Sequence[Machine]) -> No
     except ProviderError as exc:
         names = ", ".join(m.name for m in machines)
         log.warning("%s: could not delete the failed machine(s) %s: %s", provider.name, names, exc)
+        try:
+            alive = {m.id for m in provider._list(workload) if m.state not in GONE}
+        except ProviderError:
+            return sorted(m.name for m in machines)
+        return sorted(m.name for m in machines if m.id in alive)
+    return []
 
 
-def roll_back(provider: Provider, workload: Workload, ids: Sequence[str], fresh: bool) -> None:
-    """Delete the machines of ``ids`` that still exist (an atomic deploy that
-    failed), and the shared resources when the workload was empty before."""
+def roll_back(
+    provider: Provider, workload: Workload, created: Sequence[Machine], fresh: bool
+) -> list[str]:
+    """Delete the machines of ``created`` that still exist (an atomic deploy
+    that failed), and the shared resources when the workload was empty before.
+    Returns what could not be deleted, as :func:`remove`."""
+    wanted = {m.id for m in created}
     try:
-        wanted = set(ids)
         listed = provider._list(workload.name)
-        remove(
-            provider, workload.name, [m for m in listed if m.id in wanted and m.state not in GONE]
-        )
+        made = [m for m in listed if m.id in wanted and m.state not in GONE]
+    except ProviderError:
+        made = list(created)  # the listing fails (the error being raised): delete them all
+    left = remove(provider, workload.name, made)
+    try:
         if fresh and not [m for m in provider._list(workload.name) if m.state not in GONE]:
             provider._delete_shared(workload.name)
     except ProviderError as exc:
         log.warning("%s: could not roll back %s: %s", provider.name, workload.name, exc)
+        left.append(f"the shared resources of {workload.name}")
+    return left
 
 
 def wait_gone(provider: Provider, workload: str, ids: Sequence[str], deadline: float) -> None:

@@ -59,7 +59,8 @@ class ProviderError(VmkitError):
     ``provider`` is the backend name (``"aws"``...), ``operation`` the API call
     or vmkit operation that failed, when known. When a deploy fails for some
     replicas, ``failed`` maps each failed replica's name to the reason
-    (``{"web-3": "QuotaExceeded: ..."}``); it is empty otherwise.
+    (``{"web-3": "QuotaExceeded: ..."}``), and ``left`` names what its
+    cleanup could not delete; both are empty otherwise.
     """
 
     def __init__(
@@ -68,6 +69,7 @@ class ProviderError(VmkitError):
         self.provider = provider
         self.operation = operation
         self.failed: Mapping[str, str] = {}
+        self.left: tuple[str, ...] = ()
         super().__init__(message)
 
 

@@ -152,20 +152,14 @@ class Provider(abc.ABC):
         stopped by the user). ``progress`` is called with the replicas'
         latest records after each poll round.
 
-        When some replicas fail (refused at create, or failed while
-        starting), the others are still awaited; then every resource made
-        for the failed replicas is deleted and one error is raised naming
-        each failed replica with its reason (``error.failed``); the healthy
-        replicas stay, and deploying again completes the fleet. With
-        ``atomic=True`` every machine this call created is deleted instead
-        (and the shared resources too when the workload had no machine
-        before). When ``timeout`` seconds pass (the provider's ``timeout``
-        when None) it raises DeployTimeout naming the replicas still pending;
-        they are left to come up (deleted under ``atomic``), and a later
-        deploy converges.
-
-        Two deploys of one workload racing each other end with exactly
-        ``replicas`` machines: a replica made twice keeps its oldest machine.
+        When some replicas fail (refused, or failed while starting), the
+        others are awaited, what was made for the failed ones is deleted, and
+        one error names each with its reason (``error.failed``); deploying
+        again completes the fleet. ``atomic=True`` deletes every machine this
+        call created instead (and the shared resources if the workload was
+        empty). Past ``timeout`` seconds (the provider's when None) it raises
+        DeployTimeout naming the replicas still pending. Racing deploys of one
+        workload end with one machine per replica (the oldest).
         """
         self._check(workload)
         plan = self._plan(workload)
@@ -195,34 +189,40 @@ class Provider(abc.ABC):
             log.info("%s: deleting %d machine(s) of %s", self.name, len(doomed), workload.name)
             self._delete(doomed)
             self._wait_gone(workload.name, [m.id for m in doomed], deadline)
-        if workload.replicas:
-            # Every deploy, not only those that create: it also puts back
-            # shared resources (firewall rules...) that drifted from the spec.
-            self._ensure_shared(workload)
-        created, refused = self._create_all(workload, plan.requests)
-        kept = [a.machine for a in plan.of("keep") if a.machine is not None]
-        machines = sorted(kept + created, key=by_replica)
-        failures = {f"{workload.name}-{r}": error for r, error in refused.items()}
-        pending: builtins.list[str] = []
-        if wait and machines:
-            tracker = self._tracker(
-                machines, {MachineState.RUNNING, MachineState.STOPPED}, workload=workload
-            )
-            self._follow(workload.name, deadline, tracker, progress)
-            outcome = tracker.outcome()
-            machines, pending = outcome.machines, outcome.pending
-            by_name = {m.name: m for m in outcome.machines}
-            for name, reason in outcome.failed.items():
-                failures[name] = self._failure_error(by_name[name], reason)
-            broken = tracker.failed_machines()
-        else:
-            broken = []
+        created: builtins.list[Machine] = []
+        try:
+            if workload.replicas:
+                # Every deploy, not only those that create: it also puts back
+                # shared resources (firewall rules...) that drifted from the spec.
+                self._ensure_shared(workload)
+            created, refused = self._create_all(workload, plan.requests)
+            kept = [a.machine for a in plan.of("keep") if a.machine is not None]
+            machines = sorted(kept + created, key=by_replica)
+            failures = {f"{workload.name}-{r}": error for r, error in refused.items()}
+            pending: builtins.list[str] = []
+            broken: builtins.list[Machine] = []
+            if wait and machines:
+                settled = {MachineState.RUNNING, MachineState.STOPPED}
+                tracker = self._tracker(machines, settled, workload=workload)
+                self._follow(workload.name, deadline, tracker, progress)
+                outcome = tracker.outcome()
+                machines, pending = outcome.machines, outcome.pending
+                by_name = {m.name: m for m in outcome.machines}
+                for name, reason in outcome.failed.items():
+                    failures[name] = self._failure_error(by_name[name], reason)
+                broken = tracker.failed_machines()
+        except BaseException:
+            # A listing that kept failing, an interrupt...: atomic still means
+            # nothing of this call stays.
+            if atomic:
+                roll_back(self, workload, created, fresh)
+            raise
         if not failures and not pending:
             return self._bound(machines)
         if atomic:
-            roll_back(self, workload, [m.id for m in created], fresh)
-        elif broken:
-            remove(self, workload.name, broken)
+            left = roll_back(self, workload, created, fresh)
+        else:
+            left = remove(self, workload.name, broken)
         raise deploy_error(
             workload.name,
             failures,
@@ -230,6 +230,7 @@ class Provider(abc.ABC):
             provider=self.name,
             replicas=workload.replicas,
             atomic=atomic,
+            left=left,
         )
 
     def list(self, workload: str | None = None) -> builtins.list[Machine]:
