@@ -246,3 +246,12 @@ def machine(machine_id: str, *, replica: int | None, created: datetime) -> Machi
         spec_hash="h" if replica is not None else None,
         created_at=created,
     )
+
+
+def test_gc_only_deletes_what_it_was_shown() -> None:
+    provider = MemoryProvider()
+    provider.shared.add("crashed")
+    preview = provider.gc(dry_run=True)
+    provider.shared.add("later")  # orphaned after the user looked
+    assert [o.id for o in provider.gc(only=preview)] == ["crashed"]
+    assert provider.shared == {"later"}

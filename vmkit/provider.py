@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, ClassVar, TypeVar
 
+from vmkit._gc import collect
 from vmkit._settle import (
     Tracker,
     attempt,
@@ -334,33 +335,28 @@ class Provider(abc.ABC):
         gone = [replace(m, state=MachineState.DELETED) for m in machines]
         return self._bound(sorted(gone, key=by_replica))
 
-    def gc(self, workload: str | None = None, *, dry_run: bool = False) -> builtins.list[Orphan]:
+    def gc(
+        self,
+        workload: str | None = None,
+        *,
+        dry_run: bool = False,
+        only: Iterable[Orphan] | None = None,
+    ) -> builtins.list[Orphan]:
         """Delete what vmkit made that no live machine owns; return what was found.
 
         Finds the resources carrying vmkit's tags (of ``workload``, or of
         every workload) that no live machine owns: shared resources of a
         workload with no machine left (security group, firewall rule, key
-        pair, secret...) and per-machine ones whose machine is gone (NIC,
-        public IP, disk). Snapshots are backups and never count. With
-        ``dry_run`` nothing is deleted. Afterwards it looks again and raises
-        ProviderError naming whatever it deleted that is still there.
+        pair...) and per-machine ones whose machine is gone (NIC, public IP,
+        disk). Snapshots are backups and never count. With ``dry_run``
+        nothing is deleted; with ``only`` (a dry run's result, say) just
+        those of them still orphaned are. Afterwards it looks again and
+        raises ProviderError naming whatever it deleted that is still there.
 
-        Run it when no deploy of those workloads is in flight: a deploy
-        makes its shared resources a moment before its machines.
+        Run it when no deploy or restore of those workloads is in flight: a
+        deploy makes its shared resources a moment before its machines.
         """
-        found = sorted(self._orphans(workload), key=lambda o: (o.workload or "", o.kind, o.name))
-        if dry_run or not found:
-            return found
-        log.info("%s: deleting %d orphaned resource(s)", self.name, len(found))
-        self._delete_orphans(found)
-        deleted = {(o.kind, o.id) for o in found}
-        left = [o for o in self._orphans(workload) if (o.kind, o.id) in deleted]
-        if left:
-            names = ", ".join(f"{o.kind} {o.name}" for o in left)
-            raise ProviderError(
-                f"gc: still present after deleting: {names}", provider=self.name, operation="gc"
-            )
-        return found
+        return collect(self, workload, dry_run=dry_run, only=only)
 
     @classmethod
     def credentials_status(cls, **config: Any) -> str | None:

@@ -67,20 +67,32 @@ def _as_vmkit_error(exc: Exception, provider: str) -> VmkitError:
 
 
 def _sweep(
-    connectors: _Connectors, workload: str | None, *, dry_run: bool, isolate: bool
+    connectors: _Connectors,
+    workload: str | None,
+    *,
+    dry_run: bool,
+    isolate: bool,
+    confirmed: _Sweep | None = None,
 ) -> _Sweep:
     """``Provider.gc`` on every target at once. With ``isolate`` a target's
-    failure is its own (in ``errors``); without, it is raised."""
+    failure is its own (in ``errors``); without, it is raised. With
+    ``confirmed`` (the preview the user agreed to) only what it listed is
+    deleted, never something found since."""
     sweep = _Sweep(dry_run, {name: provider for name, (provider, _) in connectors.items()})
+
+    def gc(name: str, connect: Callable[[], Provider]) -> list[Orphan]:
+        only = confirmed.found.get(name, []) if confirmed is not None else None
+        return connect().gc(workload, dry_run=dry_run, only=only)
+
     if not isolate:
         for name, (_, connect) in connectors.items():
-            sweep.found[name] = connect().gc(workload, dry_run=dry_run)
+            sweep.found[name] = gc(name, connect)
         return sweep
 
     def one(name: str) -> None:
         provider_name, connect = connectors[name]
         try:
-            sweep.found[name] = connect().gc(workload, dry_run=dry_run)
+            sweep.found[name] = gc(name, connect)
         except Exception as exc:  # one target's failure is its row, never the others'
             sweep.errors[name] = _as_vmkit_error(exc, provider_name)
 
@@ -142,6 +154,7 @@ def gc(
         connectors = _every_target()
     # On one target its error is the command's, with that error's exit status.
     isolate = target is None
+    preview = None
     if not dry_run and not yes and _app._interactive():
         preview = _sweep(connectors, workload, dry_run=True, isolate=isolate)
         _show(preview, "table")
@@ -150,7 +163,7 @@ def gc(
         if not preview.count:
             return
         click.confirm(f"Delete these {preview.count} resource(s)?", abort=True, err=True)
-    sweep = _sweep(connectors, workload, dry_run=dry_run, isolate=isolate)
+    sweep = _sweep(connectors, workload, dry_run=dry_run, isolate=isolate, confirmed=preview)
     _show(sweep, output)
     if sweep.errors:
         raise click.exceptions.Exit(5)
