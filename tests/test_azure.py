@@ -506,16 +506,21 @@ def leak(fake: AzureFake, workload: str, replica: int, *, nic: bool = True) -> N
     ).result()
 
 
-def unattached_disk(fake: AzureFake, name: str, tags: dict[str, str]) -> None:
-    make_clients(fake, SIM_SUBSCRIPTION).compute.disks.begin_create_or_update(
-        "rg-test",
-        name,
-        {
-            "location": "eastus",
-            "tags": tags,
-            "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": 8},
-        },
-    ).result()
+def unattached_disk(fake: AzureFake, name: str, tags: dict[str, str], age: float = 3600) -> None:
+    disk = (
+        make_clients(fake, SIM_SUBSCRIPTION)
+        .compute.disks.begin_create_or_update(
+            "rg-test",
+            name,
+            {
+                "location": "eastus",
+                "tags": tags,
+                "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": 8},
+            },
+        )
+        .result()
+    )
+    fake.backdate(disk.id, age)
 
 
 def test_gc_finds_only_what_vmkit_made_and_no_vm_owns(
@@ -551,6 +556,16 @@ def test_gc_finds_only_what_vmkit_made_and_no_vm_owns(
     assert names(fake, DISK) == ["users-disk", "web-0-osdisk"]
     assert [s.name for s in azure.snapshots("web")] == ["backup"]
     assert azure.get(live.id).state == vmkit.MachineState.RUNNING
+
+
+def test_gc_spares_a_disk_made_a_moment_ago_as_a_restore_may_be_swapping_it_in(
+    azure: vmkit.Provider, fake: AzureFake
+) -> None:
+    azure.deploy(web(replicas=1))
+    unattached_disk(fake, "web-0-osdisk-restore", {"vmkit-workload": "web"}, age=5)
+    assert azure.gc(dry_run=True) == []
+    fake.backdate(next(d["id"] for d in fake.resources(DISK) if "restore" in d["name"]), 3600)
+    assert [o.name for o in azure.gc(dry_run=True)] == ["web-0-osdisk-restore"]
 
 
 def test_gc_takes_vmkits_network_once_nothing_else_uses_it(

@@ -18,10 +18,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from vmkit.errors import NotFound
 from vmkit.machine import Orphan
+from vmkit.plan import IN_FLIGHT
 from vmkit.provider import WORKLOAD_TAG
 from vmkit.providers.azure import translate as tr
 
@@ -58,6 +60,7 @@ class Orphans:
         disks = p._paged("compute:ListDisks", compute.disks.list_by_resource_group, rg)
         nsgs = p._paged("network:ListNSGs", network.network_security_groups.list, rg)
         vnets = p._paged("network:ListVirtualNetworks", network.virtual_networks.list, rg)
+        now = datetime.now(UTC)
         alive = {
             str((vm.get("tags") or {}).get(WORKLOAD_TAG)) for vm in p._machines.owned_vms(None)
         }
@@ -89,6 +92,8 @@ class Orphans:
                 mine(disk) is not None
                 and str(props.get("diskState") or "").lower() == "unattached"
                 and not disk.get("managedBy")
+                # A disk made a moment ago may be a restore's, about to be swapped in.
+                and not _young(props.get("timeCreated"), now)
             ):
                 found.append(self._orphan("disk", disk, mine(disk), "attached to no VM"))
         for nsg in nsgs:
@@ -174,6 +179,19 @@ def _ref(obj: Any) -> str | None:
     if isinstance(obj, dict) and obj.get("id"):
         return str(obj["id"])
     return None
+
+
+def _young(created: object, now: datetime) -> bool:
+    """Made less than ``IN_FLIGHT`` ago (an unknown time counts as old)."""
+    if not isinstance(created, str):
+        return False
+    try:
+        when = datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return now - when < IN_FLIGHT
 
 
 def _key(resource: Json) -> str:

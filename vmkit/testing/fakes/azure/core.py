@@ -19,6 +19,7 @@ from vmkit.testing.fakes.azure.state import (
     Operation,
     Resource,
     Store,
+    iso,
     norm_location,
 )
 from vmkit.testing.faults import FaultPlan
@@ -534,6 +535,17 @@ class ArmCore(FakeServer):
         with self.lock:
             self.store.advance(time.time())
             return [self.render(r) for r in self.store.of_type(provider_type, subscription)]
+
+    def backdate(self, resource_id: str, seconds: float) -> None:
+        """Make a resource look ``seconds`` older (its ``timeCreated``), as one
+        left behind a while ago would be; ARM has no API to change it."""
+        with self.lock:
+            resource = self.store.get(resource_id)
+            if resource is None:
+                raise KeyError(resource_id)
+            resource.created -= seconds
+            if "timeCreated" in resource.properties:
+                resource.properties["timeCreated"] = iso(resource.created)
 
     def resource_count(self, provider_type: str, subscription: str | None = None) -> int:
         """How many resources of a type exist now (in one subscription, or all)."""
