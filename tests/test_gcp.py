@@ -29,7 +29,7 @@ def connect(fake: GceFake, **options: Any) -> GcpProvider:
     provider = vmkit.connect(
         "gcp",
         project=PROJECT,
-        zone=ZONE,
+        zone=options.pop("zone", ZONE),
         endpoint=fake.url,
         credentials=options.pop("credentials", AnonymousCredentials()),  # type: ignore[no-untyped-call]
         poll_interval=0.01,
@@ -560,3 +560,140 @@ def test_gc_of_a_workload_whose_last_instance_went_deletes_its_rule(
     (orphan,) = gcp.gc("web")
     assert (orphan.kind, orphan.name) == ("firewall", "vmkit-web")
     assert list(make_clients(fake).firewalls.list(project=PROJECT)) == []
+
+
+# ------------------------------------------------------- zones sharing a rule
+
+
+def rules(fake: GceFake) -> list[str]:
+    return sorted(f.name for f in make_clients(fake).firewalls.list(project=PROJECT))
+
+
+@pytest.fixture
+def east(fake: GceFake) -> GcpProvider:
+    """A connection to us-east1-b, where web runs two replicas."""
+    provider = connect(fake, zone="us-east1-b")
+    provider.deploy(web(replicas=2))
+    return provider
+
+
+def test_gc_keeps_the_rule_of_a_workload_that_runs_in_another_zone(
+    fake: GceFake, east: GcpProvider, gcp: GcpProvider
+) -> None:
+    # the rule is global: this zone has no instance of web, us-east1-b has two
+    assert gcp.gc(dry_run=True) == []
+    assert gcp.gc() == []
+    assert rules(fake) == ["vmkit-web"]
+    assert gcp.api_calls["compute:instances.aggregatedList"] == 2
+    for machine in east.list("web"):
+        machine.delete()
+    (orphan,) = gcp.gc()
+    assert orphan.name == "vmkit-web"
+    assert rules(fake) == []
+
+
+def test_a_refused_create_keeps_the_rule_another_zone_uses(
+    fake: GceFake, east: GcpProvider, gcp: GcpProvider
+) -> None:
+    fake.set_quota(cpus=0, region="us-central1")
+    with pytest.raises(QuotaExceeded):
+        gcp.deploy(web(replicas=1))
+    assert rules(fake) == ["vmkit-web"]
+    assert [m.name for m in east.list("web")] == ["web-0", "web-1"]
+
+
+def test_destroy_keeps_the_rule_until_no_zone_has_the_workload(
+    fake: GceFake, east: GcpProvider, gcp: GcpProvider
+) -> None:
+    gcp.destroy("web")
+    assert rules(fake) == ["vmkit-web"]
+    east.destroy("web")
+    assert rules(fake) == []
+
+
+def test_a_zone_that_cannot_be_read_keeps_the_rule(fake: GceFake) -> None:
+    east = connect(fake, zone="us-east1-b")
+    central = connect(fake, retry_attempts=2)
+    east.deploy(web(replicas=1))
+    fake.make_unreachable("us-east1-b")
+    with pytest.raises(vmkit.ProviderError):
+        central.gc()
+    fake.set_quota(cpus=0, region="us-central1")
+    with pytest.raises(QuotaExceeded):
+        central.deploy(web(replicas=1))
+    assert rules(fake) == ["vmkit-web"]
+    fake.make_unreachable("us-east1-b", unreachable=False)
+    assert central.gc() == []
+    assert rules(fake) == ["vmkit-web"]
+
+
+# ------------------------------------- a bulk operation done, then unreadable
+
+
+def names_settled(fake: GceFake, timeout: float = 5.0) -> list[str]:
+    """The names of the instances once none is on its way out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        instances = fake.instances()
+        if all(i["status"] not in ("STOPPING", "PROVISIONING") for i in instances):
+            return sorted(i["name"] for i in instances)
+        time.sleep(0.01)
+    return sorted(i["name"] for i in fake.instances())
+
+
+def test_instances_made_that_cannot_be_listed_are_deleted_not_left_running(
+    fake: GceFake, gcp: GcpProvider
+) -> None:
+    plan = gcp.plan(web(replicas=3))
+    # every instances.list from now on fails: the bulk operation completes,
+    # then what it made cannot be read
+    fake.faults.fail(400, count=None, method="GET", path=r"/zones/[^/]+/instances$")
+    with pytest.raises(vmkit.ProviderError) as info:
+        gcp.apply(plan)
+    assert sorted(info.value.failed) == ["web-0", "web-1", "web-2"]
+    fake.faults.clear()
+    assert names_settled(fake) == [], "no instance runs that the deploy says it did not make"
+    assert "deleted again" in info.value.failed["web-0"]
+    assert [m.name for m in gcp.deploy(web(replicas=3))] == ["web-0", "web-1", "web-2"]
+
+
+def test_unreadable_insert_operations_keep_the_listed_replicas_and_atomic_removes_them(
+    fake: GceFake,
+) -> None:
+    racer, gcp = connect(fake), connect(fake)
+    plan = gcp.plan(web(replicas=3, env={"MODE": "new"}))
+    first, theirs = racer.deploy(web(replicas=2))
+    first.delete()
+    # the bulk operation makes web-0 and web-2 (web-1 is taken), then its
+    # insert operations, which say so, cannot be read
+    fake.faults.fail(400, count=None, method="GET", path=r"/zones/[^/]+/operations$")
+    with pytest.raises(vmkit.ProviderError) as info:
+        gcp.apply(plan, atomic=True)
+    assert list(info.value.failed) == ["web-1"]
+    fake.faults.clear()
+    survivor = fake.instance("web-1", zone=ZONE)
+    assert survivor is not None
+    assert survivor["id"] == theirs.id
+    assert names_settled(fake) == ["web-1"], "atomic rolled back what this deploy made"
+
+
+def test_a_failed_bulk_operation_that_made_some_names_keeps_them(fake: GceFake) -> None:
+    racer, gcp = connect(fake), connect(fake)
+    plan = gcp.plan(web(replicas=3, env={"MODE": "new"}))
+    first, theirs = racer.deploy(web(replicas=2))
+    first.delete()
+    deletes = fake.count("instances.delete")
+    fake.report_partial_bulk_errors()
+    with pytest.raises(vmkit.ProviderError) as info:
+        gcp.apply(plan)
+    assert list(info.value.failed) == ["web-1"]
+    assert "RESOURCE_ALREADY_EXISTS" in info.value.failed["web-1"]
+    assert fake.count("instances.delete") == deletes, "the instances it made are kept"
+    assert names_settled(fake) == ["web-0", "web-1", "web-2"]
+    survivor = fake.instance("web-1", zone=ZONE)
+    assert survivor is not None
+    assert survivor["id"] == theirs.id
+    assert [m.name for m in gcp.list("web") if m.spec_hash == plan.workload.spec_hash] == [
+        "web-0",
+        "web-2",
+    ]

@@ -14,7 +14,12 @@ compute_v1 = pytest.importorskip("google.cloud.compute_v1")
 import requests  # noqa: E402
 from google.api_core import exceptions as gexc  # noqa: E402
 
-from vmkit.testing.fakes.gce import GceClients, GceFake, make_clients  # noqa: E402
+from vmkit.testing.fakes.gce import (  # noqa: E402
+    DEFAULT_ZONES,
+    GceClients,
+    GceFake,
+    make_clients,
+)
 
 P = "vmkit-test"
 Z = "us-central1-a"
@@ -156,6 +161,64 @@ def test_malformed_filter_and_foreign_page_token_are_400(clients: GceClients) ->
         names(clients, page_token="not-a-token")
 
 
+# ------------------------------------------------------------ aggregatedList
+
+EAST = "us-east1-b"
+
+
+def spread(clients: GceClients) -> None:
+    """a-0 in us-central1-a; a-1 and b-0 in us-east1-b."""
+    for name, zone in [("a-0", Z), ("a-1", EAST), ("b-0", EAST)]:
+        body = resource(name, labels={"vmkit-workload": name[0]}, zone=zone)
+        wait(clients, insert(clients, body, zone=zone), zone=zone)
+
+
+def test_aggregated_list_keys_every_zone_and_filters_like_list(
+    fake: GceFake, clients: GceClients
+) -> None:
+    spread(clients)
+    request = compute_v1.AggregatedListInstancesRequest(
+        project=P, filter='labels.vmkit-workload = "a"'
+    )
+    (page,) = clients.instances.aggregated_list(request=request).pages
+    assert page.kind == "compute#instanceAggregatedList"
+    assert set(page.items) == {f"zones/{z}" for z in DEFAULT_ZONES}
+    found = {k: [i.name for i in v.instances] for k, v in page.items.items() if v.instances}
+    assert found == {f"zones/{Z}": ["a-0"], f"zones/{EAST}": ["a-1"]}
+    empty = page.items["zones/europe-west1-b"]
+    assert empty.warning.code == "NO_RESULTS_ON_PAGE"
+    assert [(d.key, d.value) for d in empty.warning.data] == [("scope", "zones/europe-west1-b")]
+    assert fake.count("instances.aggregatedList") == 1
+    with pytest.raises(gexc.BadRequest):
+        list(clients.instances.aggregated_list(request={"project": P, "filter": "(labels.a = b"}))
+
+
+def test_aggregated_list_pages_through_every_zone(fake: GceFake, clients: GceClients) -> None:
+    spread(clients)
+    request = compute_v1.AggregatedListInstancesRequest(project=P, max_results=2)
+    pages = list(clients.instances.aggregated_list(request=request).pages)
+    listed = [i.name for p in pages for v in p.items.values() for i in v.instances]
+    assert sorted(listed) == ["a-0", "a-1", "b-0"]
+    assert len(pages) == 2
+    assert fake.count("instances.aggregatedList") == 2
+
+
+def test_aggregated_list_fails_on_an_unreachable_zone_unless_partial_success(
+    fake: GceFake, clients: GceClients
+) -> None:
+    spread(clients)
+    fake.make_unreachable(EAST)
+    with pytest.raises(gexc.ServiceUnavailable):
+        list(clients.instances.aggregated_list(project=P, retry=None))
+    # google-cloud-compute's AggregatedListInstancesRequest cannot send
+    # returnPartialSuccess: ask over plain HTTP, as the REST reference shows it
+    url = f"{fake.url}/compute/v1/projects/{P}/aggregated/instances"
+    body = requests.get(url, params={"returnPartialSuccess": "true"}, timeout=10).json()
+    assert body["unreachables"] == [f"zones/{EAST}"]
+    assert f"zones/{EAST}" not in body["items"]
+    assert [i["name"] for i in body["items"][f"zones/{Z}"]["instances"]] == ["a-0"]
+
+
 # --------------------------------------------------------------------- bulk
 
 
@@ -199,6 +262,19 @@ def test_bulk_insert_fails_an_existing_name_and_creates_the_rest(clients: GceCli
         assert str(clients.instances.get(project=P, zone=Z, instance=name).id) == instance_id
     kept = clients.instances.get(project=P, zone=Z, instance="job-1")
     assert str(kept.id) == str(taken.target_id), "the existing instance is untouched"
+
+
+def test_partial_bulk_errors_knob_fails_the_operation_and_keeps_what_it_made(
+    fake: GceFake, clients: GceClients
+) -> None:
+    wait(clients, insert(clients, resource("job-1")))
+    fake.report_partial_bulk_errors()
+    done = wait(clients, bulk(clients, names=["job-0", "job-1", "job-2"], min_count=1))
+    assert done.error.errors[0].code == "RESOURCE_ALREADY_EXISTS"
+    status = done.instances_bulk_insert_operation_metadata.per_location_status[f"zones/{Z}"]
+    assert (status.created_vm_count, status.deleted_vm_count) == (2, 0)
+    assert sorted(inserts_of(clients, done)) == ["job-0", "job-1", "job-2"]
+    assert names(clients) == ["job-0", "job-1", "job-2"]
 
 
 def test_bulk_insert_short_of_min_count_creates_nothing(clients: GceClients) -> None:

@@ -20,9 +20,17 @@ From that, each name of the request is one of:
   (the name exists, same labels): adopted, as if this request had made it;
 * refused, with the cloud's reason.
 
-Only instances whose id this request's own insert operations name are ever
-deleted here: never an instance found by its name alone, which may be a
-concurrent deploy's.
+An ``error`` on the bulk operation does not undo the names it made: with
+``minCount`` 1 Compute Engine rolls back only when it made none, and a
+rollback shows as ``deletedVmCount`` (see :func:`_rolled_back`).
+
+Only instances this request's own operation says it made are ever deleted
+here: matched by the id its insert operations give when they can be listed,
+else by the names those inserts made (see ``_unread_instances``); never an
+instance found by its name alone, which may be a concurrent deploy's. When
+the DONE operation's outcome cannot be read, what it made is returned or
+deleted, not left running under a refusal, as far as either read still
+answers: see ``_unread_ids`` and ``_unread_instances``.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from google.cloud import compute_v1
 
@@ -89,30 +97,51 @@ class BulkCreate:
             self._drop_unused_firewall(workload.name)
             raise
         done = self._p.wait_operation(op, OPERATION, ", ".join(names), check=False)
-        listed = {m.name: m for m in self._p._list(workload.name)}
+        # The operation is DONE: what it made exists. From here a failed read
+        # must not escape as a plain refusal, which would report every
+        # replica failed while its instance runs, one an atomic deploy would
+        # not roll back either (see _unread_ids and _unread_instances).
         complete = not done.error.errors and _created(done) == len(names)
-        for _ in range(RELIST_POLLS):
-            if not complete or all(n in listed for n in names):
-                break
-            # Every name was made: one not listed yet is eventual consistency.
-            time.sleep(self._p.poll_interval)
-            listed = {m.name: m for m in self._p._list(workload.name)}
-        if complete and all(n in listed for n in names):
-            return [listed[n] for n in names]
-        return self._settle(workload, names, done, listed)
-
-    def _settle(
-        self, workload: Workload, names: Sequence[str], done: Any, listed: dict[str, Machine]
-    ) -> list[Machine]:
         ours: dict[str, str] = {}
         reasons: dict[str, Any] = {}
-        for insert in self._inserts(done):
-            name = tr.last_segment(insert.target_link)
-            if insert.error.errors:
-                reasons[name] = insert
-            elif insert.target_id:
-                ours[name] = str(insert.target_id)
-        rolled_back = bool(done.error.errors)
+        if not complete:
+            try:
+                ours, reasons = _outcomes(self._inserts(done))
+            except ProviderError as exc:
+                self._unread_ids(workload, names, done, exc)
+        # Every name was made by this request when it is complete; after a
+        # rollback none of them is to be waited for.
+        made = list(names) if complete else sorted(ours)
+        try:
+            listed = self._listed(workload.name, [] if _rolled_back(done) else made)
+        except ProviderError as exc:
+            self._unread_instances(workload, names, made, ours, reasons, exc)
+        if complete and all(n in listed for n in names):
+            return [listed[n] for n in names]
+        return self._settle(workload, names, done, listed, ours, reasons)
+
+    def _listed(self, workload: str, made: Sequence[str]) -> dict[str, Machine]:
+        """The workload's instances by name, listed again (a few polls) while
+        a name this request made is not listed yet: eventual consistency."""
+        listed = {m.name: m for m in self._p._list(workload)}
+        for _ in range(RELIST_POLLS):
+            if all(n in listed for n in made):
+                break
+            time.sleep(self._p.poll_interval)
+            listed = {m.name: m for m in self._p._list(workload)}
+        return listed
+
+    def _settle(
+        self,
+        workload: Workload,
+        names: Sequence[str],
+        done: Any,
+        listed: dict[str, Machine],
+        ours: dict[str, str],
+        reasons: dict[str, Any],
+    ) -> list[Machine]:
+        """Decide per name: made by this request, adopted, or refused."""
+        rolled_back = _rolled_back(done)
         made: list[Machine] = []
         refused: dict[str, Any] = {}
         for name in names:
@@ -125,19 +154,82 @@ class BulkCreate:
             elif name in ours and not rolled_back:
                 refused[name] = f"made as instance {ours[name]} but not listed"
             else:
-                refused[name] = reasons.get(name) or (done if rolled_back else None)
+                refused[name] = reasons.get(name) or (done if done.error.errors else None)
         kept = {m.id for m in made}
         stray = [m for m in listed.values() if m.id in ours.values() and m.id not in kept]
         if stray:
             # The cloud rolls a failed bulkInsert back itself; these are ours by id.
             self._p._delete(stray)
-        if not refused:
-            return made
-        error = _refusal(refused)
+        if refused:
+            self._refuse(workload, made, _refusal(refused))
+        return made
+
+    def _refuse(self, workload: Workload, made: list[Machine], error: ProviderError) -> NoReturn:
+        """PartialCreate with ``made`` when there are any, else ``error``
+        itself once the rule made for the refused replicas is dropped."""
         if not made:
             self._drop_unused_firewall(workload.name)
             raise error
         raise PartialCreate(made, error)
+
+    def _unread_ids(
+        self, workload: Workload, names: Sequence[str], done: Any, exc: ProviderError
+    ) -> NoReturn:
+        """The operation made only some names and its insert operations,
+        which say which with the ids, cannot be read (``exc``).
+
+        Without the ids no instance can be told to be this request's, so
+        none is deleted. The listed ones of this workload and spec are
+        returned, as a racing deploy's are adopted: whoever made them, they
+        are the replicas asked for; unless Compute Engine rolled the
+        operation back, when a listed one may be ours on its way out. The
+        other names are refused with ``exc``.
+        """
+        try:
+            listed = {m.name: m for m in self._p._list(workload.name)}
+        except ProviderError:
+            raise _unknown(names, exc) from exc
+        made = []
+        if not _rolled_back(done):
+            made = [
+                listed[n] for n in names if n in listed and _adoptable(listed[n], workload, set())
+            ]
+        taken = {m.name for m in made}
+        why = f"the operation is done but which names it made cannot be read: {exc}"
+        self._refuse(workload, made, _read_error([n for n in names if n not in taken], why, exc))
+
+    def _unread_instances(
+        self,
+        workload: Workload,
+        names: Sequence[str],
+        made: Sequence[str],
+        ours: dict[str, str],
+        reasons: dict[str, Any],
+        exc: ProviderError,
+    ) -> NoReturn:
+        """The instances this request made (``made``) cannot be listed (``exc``).
+
+        Returning them needs their records, and a deploy would go on to wait
+        on the listing that fails; reporting them refused while they run
+        would leave machines the deploy says it did not make, which an atomic
+        deploy would not roll back. So they are deleted, and every name of
+        the request is refused. By name: the insert that succeeded on a name
+        made the instance that holds it.
+        """
+        doomed = [_unlisted(workload.name, name, ours.get(name, "")) for name in made]
+        why = f"made, then deleted again: could not be listed ({exc})"
+        try:
+            if doomed:
+                self._p._delete(doomed)
+        except ProviderError as delete_error:
+            why = f"made, then neither listed ({exc}) nor deleted ({delete_error}): destroy it"
+        unlisted = f"could not be listed: {exc}"
+        refused: dict[str, Any] = {
+            n: reasons.get(n) or (why if n in made else unlisted) for n in names
+        }
+        error = _refusal(refused)
+        error.__cause__ = exc
+        raise error
 
     def _inserts(self, done: Any) -> list[Any]:
         """The insert operations of the bulk operation's group (one paginated list)."""
@@ -156,14 +248,74 @@ class BulkCreate:
         )
 
     def _drop_unused_firewall(self, workload: str) -> None:
-        """Delete the workload's firewall rule when no machine of it exists:
-        the rule was made for replicas that were all refused."""
+        """Delete the workload's firewall rule when no machine of it exists in
+        any zone: the rule was made for replicas that were all refused. Kept
+        when that cannot be read."""
         try:
-            gone = (MachineState.DELETING, MachineState.DELETED)
-            if not [m for m in self._p._list(workload) if m.state not in gone]:
-                self._p._firewalls.delete(workload)
+            self._p._firewalls.delete_unused(workload)
         except ProviderError as exc:
             log.warning("gcp: could not delete the unused firewall rule of %s: %s", workload, exc)
+
+
+def _outcomes(inserts: Sequence[Any]) -> tuple[dict[str, str], dict[str, Any]]:
+    """From a bulk operation's insert operations: the id of each name made,
+    and the failed insert of each name refused."""
+    ours: dict[str, str] = {}
+    reasons: dict[str, Any] = {}
+    for insert in inserts:
+        name = tr.last_segment(insert.target_link)
+        if insert.error.errors:
+            reasons[name] = insert
+        elif insert.target_id:
+            ours[name] = str(insert.target_id)
+    return ours, reasons
+
+
+def _rolled_back(done: Any) -> bool:
+    """Whether Compute Engine deleted what the bulk operation made.
+
+    Only below ``minCount`` does it roll back ("no instances will be created
+    and instances already created will be deleted",
+    BulkInsertInstanceResource.minCount); the request asks for ``minCount``
+    1, so an ``error`` on the operation alone says nothing of the names it
+    did make: those are read per name. A rollback shows in
+    ``perLocationStatus`` as ``deletedVmCount`` ("Count of VMs that got
+    deleted during rollback") or a ``ROLLING_BACK`` status
+    (BulkInsertOperationStatus, google/cloud/compute_v1/types/compute.py).
+    """
+    statuses = done.instances_bulk_insert_operation_metadata.per_location_status.values()
+    return any(int(s.deleted_vm_count) > 0 or s.status == "ROLLING_BACK" for s in statuses)
+
+
+def _unlisted(workload: str, name: str, instance_id: str) -> Machine:
+    """The record of an instance known only by the insert that made it."""
+    return Machine(
+        id=instance_id,
+        name=name,
+        provider=PROVIDER,
+        kind="vm",
+        workload=workload,
+        replica=None,
+        state=MachineState.UNKNOWN,
+    )
+
+
+def _read_error(names: Sequence[str], why: str, cause: ProviderError) -> ProviderError:
+    error = ProviderError(
+        f"{OPERATION}: {', '.join(names)}: {why}", provider=PROVIDER, operation=OPERATION
+    )
+    error.__cause__ = cause
+    return error
+
+
+def _unknown(names: Sequence[str], cause: ProviderError) -> ProviderError:
+    """Neither the instances nor the insert operations can be read."""
+    return _read_error(
+        names,
+        f"the operation is done but what it made cannot be read ({cause}); "
+        "any of these that exist are kept by the next deploy, or removed by destroy",
+        cause,
+    )
 
 
 def _created(done: Any) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from vmkit.providers.gcp.provider import GcpProvider
 
 __all__ = ["Firewalls"]
+
+log = logging.getLogger(__name__)
 
 #: Polls for a rule that a racing caller's insert is still making.
 SETTLE_POLLS = 20
@@ -101,6 +104,15 @@ class Firewalls:
                 return existing
             time.sleep(min(self._p.poll_interval, 1.0))
         return None
+
+    def delete_unused(self, workload: str) -> None:
+        """Delete the workload's rule unless an instance of the workload, in
+        any zone of the project, may still use it. Raises the listing's error
+        (the rule is kept then)."""
+        if workload in self._p._live_workloads(workload):
+            log.info("gcp: keeping the firewall rule of %s: other zones still use it", workload)
+            return
+        self.delete(workload)
 
     def delete(self, workload: str, *, wait: bool = True) -> None:
         """Delete the workload's rule; a missing rule is not an error."""

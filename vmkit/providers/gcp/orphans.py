@@ -5,7 +5,9 @@ workload's, shared by its instances), boot disks (deleted with their
 instance: ``autoDelete``) and, during a restore, a disk from a snapshot that
 replaces a boot disk (``vmkit-workload`` label). Left behind by a crash:
 
-* a firewall rule of a workload that has no instance any more;
+* a firewall rule of a workload that has no instance any more, in any zone
+  of the project (the rule is global; another connection's zone may hold
+  the workload's instances);
 * a disk labelled ``vmkit-workload`` that no instance uses (``users`` is
   empty, Disk reference): a restore's new disk never attached, or an old boot
   disk detached but not deleted.
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from google.cloud import compute_v1
 
 from vmkit.errors import NotFound
-from vmkit.machine import MachineState, Orphan
+from vmkit.machine import Orphan
 from vmkit.provider import WORKLOAD_TAG
 from vmkit.providers.gcp import translate as tr
 
@@ -48,12 +50,9 @@ class Orphans:
         self._p = provider
 
     def find(self, workload: str | None) -> builtins.list[Orphan]:
-        """Read-only: one listing of instances, firewalls and disks."""
-        alive = {
-            m.workload
-            for m in self._p._list(workload)
-            if m.state not in (MachineState.DELETED, MachineState.DELETING)
-        }
+        """Read-only: one listing of instances (of every zone: a rule serves
+        the workload's instances in all of them), firewalls and disks."""
+        alive = self._p._live_workloads(workload)
         found = [o for o in self._firewalls(workload) if o.workload not in alive]
         return found + self._disks(workload)
 

@@ -46,6 +46,17 @@ BULK_LIMIT = 1000
 PAGE_SIZE = 500
 
 
+#: States of an instance that no longer holds its workload's shared resources.
+_GONE = frozenset({MachineState.DELETING, MachineState.DELETED})
+
+
+def _owner_filter(workload: str | None) -> str:
+    """The list filter on vmkit's workload label (of ``workload``, or any)."""
+    if workload is not None:
+        return f'labels.{WORKLOAD_TAG} = "{workload}"'
+    return f"labels.{WORKLOAD_TAG}:*"
+
+
 def _check_auth(auth: str, *, endpoint: str | None, credentials: Any) -> None:
     """Refuse an unknown ``auth``, and anonymous access anywhere but an explicit endpoint."""
     if auth not in ("default", "anonymous"):
@@ -93,14 +104,18 @@ class GcpProvider(Provider):
       of the same spec already made is adopted. bulkInsert cannot label
       instances one by one: the replica index is read from the name.
     * ``gc`` finds firewall rules ``vmkit-<workload>`` of workloads with no
-      instance left and disks labelled ``vmkit-workload`` that no instance
-      uses (a restore interrupted before it attached or deleted one).
+      instance left in any zone of the project and disks labelled
+      ``vmkit-workload`` that no instance uses (a restore interrupted before
+      it attached or deleted one).
     * Operations are polled with ``zoneOperations.wait`` / ``globalOperations.wait``
       on the same endpoint and credentials (never the SDK's ``.result()``,
       whose poller always calls the public endpoint).
     * Each workload owns a firewall rule ``vmkit-<workload>`` that lets in only
       the declared ports (22/tcp only with ``ssh_public_key``) to instances
-      tagged ``vmkit-<workload>``; a deploy puts a drifted rule back.
+      tagged ``vmkit-<workload>``; a deploy puts a drifted rule back. The
+      rule is global, shared with the workload's instances in other zones:
+      ``destroy``, a refused create and ``gc`` delete it only when no zone of
+      the project has an instance of the workload left.
     * ``options["gcp"]``: ``machine_type`` (always wins), ``arch``,
       ``source_ranges`` (instead of anywhere), ``disk_type`` (pd-balanced),
       ``accelerator_type`` (GPUs for machine types without built-in ones).
@@ -237,13 +252,18 @@ class GcpProvider(Provider):
 
     def _pages(self, operation: str, method: Any, request: Any) -> Iterator[Any]:
         """Every item of a list call, one retried ``_call`` per page."""
+        for page in self._list_pages(operation, method, request):
+            yield from page.items
+
+    def _list_pages(self, operation: str, method: Any, request: Any) -> Iterator[Any]:
+        """Every page of a list call, one retried ``_call`` each."""
         request.max_results = self.page_size
         while True:
             pager = self._sdk(operation, method, request=request)
             # The pager holds the page it fetched; iterating further would
             # fetch the next ones outside the retry policy.
             page = next(iter(pager.pages))
-            yield from page.items
+            yield page
             token = page.next_page_token
             if not token:
                 return
@@ -332,12 +352,37 @@ class GcpProvider(Provider):
         ]
 
     def _list(self, workload: str | None) -> builtins.list[Machine]:
-        owner = (
-            f'labels.{WORKLOAD_TAG} = "{workload}"'
-            if workload is not None
-            else f"labels.{WORKLOAD_TAG}:*"
+        return self._list_instances(_owner_filter(workload))
+
+    def _live_workloads(self, workload: str | None) -> set[str]:
+        """The workloads (``workload`` alone, or every one) that have an
+        instance not being deleted in ANY zone of the project.
+
+        A workload's firewall rule is global and serves its instances in
+        every zone, so whether the rule is still used cannot be read from this
+        connection's zone. One paginated ``instances.aggregatedList`` (GET
+        /compute/v1/projects/{project}/aggregated/instances: ``items`` keyed
+        ``zones/<zone>``, each with ``instances`` or a ``warning`` when empty,
+        https://cloud.google.com/compute/docs/reference/rest/v1/instances/aggregatedList),
+        filtered on the workload label as :meth:`_list` is. Partial success is
+        not asked for (AggregatedListInstancesRequest of google-cloud-compute
+        1.57 has no returnPartialSuccess field): a zone that cannot be read fails
+        the call instead of looking empty, and the caller keeps the rule.
+        """
+        request = compute_v1.AggregatedListInstancesRequest(
+            project=self.project, filter=_owner_filter(workload)
         )
-        return self._list_instances(owner)
+        pages = self._list_pages(
+            "compute:instances.aggregatedList", self.clients.instances.aggregated_list, request
+        )
+        alive: set[str] = set()
+        for page in pages:
+            for scoped in page.items.values():
+                for instance in scoped.instances:
+                    machine = tr.to_machine(self.to_json(instance))
+                    if machine.workload and machine.state not in _GONE:
+                        alive.add(machine.workload)
+        return alive
 
     def _get(self, machine_id: str) -> Machine:
         # Machine ids are the instances' numeric ids (names come back after a
@@ -410,7 +455,9 @@ class GcpProvider(Provider):
         self._firewalls.ensure(workload)
 
     def _delete_shared(self, workload: str) -> None:
-        self._firewalls.delete(workload)
+        # Only once no zone has an instance of the workload: its rule also
+        # serves the instances other connections made in other zones.
+        self._firewalls.delete_unused(workload)
 
     # -------------------------------------------------------------- creating
 

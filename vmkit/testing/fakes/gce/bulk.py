@@ -21,6 +21,11 @@ What the fake does, and where each behaviour is documented:
   a bulkInsert: GoogleCloudPlatform/cluster-toolkit,
   .../slurm_files/scripts/resume.py ``_handle_bulk_insert_op`` and
   util.py ``get_insert_operations``).
+* Whether the bulk operation itself carries an ``error`` when it made at
+  least ``minCount`` names and failed others is not documented: by default
+  it does not; ``GceFake.report_partial_bulk_errors`` makes it carry the
+  first failure, the instances made staying (``deletedVmCount`` 0, the
+  "Count of VMs that got deleted during rollback", BulkInsertOperationStatus).
 """
 
 from __future__ import annotations
@@ -127,6 +132,8 @@ class BulkApi:
             # Fewer than minCount: nothing is created (or all is rolled back).
             error = failures[min(failures)]
             creatable = []
+        elif failures and self.state.bulk_partial_error:
+            error = failures[min(failures)]
         return self._finish(project, zone, rid, group, count, creatable, failures, error)
 
     def _finish(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
-from vmkit.testing.fakes._http import Request, Response
+from vmkit.testing.fakes._http import HttpError, Request, Response
 from vmkit.testing.fakes.gce.errors import invalid, not_found
 from vmkit.testing.fakes.gce.filters import FilterError, compile_filter, paginate
 from vmkit.testing.fakes.gce.render import render_operation
@@ -14,6 +15,7 @@ from vmkit.testing.fakes.gce.shapes import LINK_BASE, NAME_RE, NAME_REGEX
 from vmkit.testing.fakes.gce.state import GceState, Operation
 
 __all__ = [
+    "aggregated_response",
     "body_of",
     "check_labels",
     "check_name",
@@ -23,6 +25,8 @@ __all__ = [
     "request_id",
     "zone_of",
 ]
+
+T = TypeVar("T")
 
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
@@ -77,10 +81,8 @@ def replay(state: GceState, request: Request) -> tuple[str | None, Response | No
     return rid, op_response(earlier, state) if earlier is not None else None
 
 
-def list_response(request: Request, kind: str, path: str, items: list[dict[str, Any]]) -> Response:
-    """A ``compute#...List`` page: ``filter``, ``orderBy`` (name, or
-    "creationTimestamp desc"), ``maxResults`` 0..500 (default 500) and
-    ``pageToken``, as the list methods document."""
+def _selection(request: Request, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``items`` that pass the request's ``filter``, in its ``orderBy`` order."""
     try:
         matches = compile_filter(request.arg("filter"))
     except FilterError as exc:
@@ -95,6 +97,12 @@ def list_response(request: Request, kind: str, path: str, items: list[dict[str, 
         selected.sort(key=lambda item: str(item.get("creationTimestamp", "")), reverse=True)
     else:
         raise invalid("orderBy", order, "Only 'name' and 'creationTimestamp desc' are supported.")
+    return selected
+
+
+def _page(request: Request, items: Sequence[T], path: str) -> tuple[list[T], str | None]:
+    """The page of ``items`` that ``maxResults`` (0..500, default 500) and
+    ``pageToken`` select, and the next page's token."""
     raw_max = request.arg("maxResults") or "500"
     try:
         max_results = int(raw_max)
@@ -102,16 +110,85 @@ def list_response(request: Request, kind: str, path: str, items: list[dict[str, 
         raise invalid("maxResults", raw_max, "Must be an integer.") from None
     if max_results < 0 or max_results > 500:
         raise invalid("maxResults", raw_max, "Must be between 0 and 500, inclusive.")
-    query = f"{path}|{request.arg('filter') or ''}|{order}"
+    query = f"{path}|{request.arg('filter') or ''}|{(request.arg('orderBy') or '').strip()}"
     try:
-        page, token = paginate(selected, max_results or 500, request.arg("pageToken"), query)
+        return paginate(items, max_results or 500, request.arg("pageToken"), query)
     except FilterError:
         raise invalid("pageToken", request.arg("pageToken"), "Invalid page token.") from None
+
+
+def list_response(request: Request, kind: str, path: str, items: list[dict[str, Any]]) -> Response:
+    """A ``compute#...List`` page: ``filter``, ``orderBy`` (name, or
+    "creationTimestamp desc"), ``maxResults`` 0..500 (default 500) and
+    ``pageToken``, as the list methods document."""
+    page, token = _page(request, _selection(request, items), path)
     body: dict[str, Any] = {"kind": kind, "id": path, "selfLink": f"{LINK_BASE}/{path}"}
     if page:
         body["items"] = page
     if token:
         body["nextPageToken"] = token
+    return Response(200, body)
+
+
+def aggregated_response(
+    request: Request,
+    kind: str,
+    path: str,
+    key: str,
+    scopes: dict[str, list[dict[str, Any]]],
+    unreachable: Sequence[str] = (),
+) -> Response:
+    """A ``compute#...AggregatedList`` page (instances.aggregatedList reference,
+    https://cloud.google.com/compute/docs/reference/rest/v1/instances/aggregatedList).
+
+    ``items`` maps every scope (``"zones/us-central1-a"``) to ``{key: [...]}``,
+    or, when none of its resources is on this page, to a ``warning``
+    ``NO_RESULTS_ON_PAGE`` naming the scope ("an informational warning which
+    replaces the list of instances when the list is empty",
+    InstancesScopedList in google/cloud/compute_v1/types/compute.py).
+    ``filter``, ``orderBy``, ``maxResults`` and ``pageToken`` work as in
+    :func:`list_response`, paging through the resources of every scope in
+    scope order. Scopes in ``unreachable`` cannot be read: the call fails with
+    503 unless ``returnPartialSuccess`` is true, which lists them in
+    ``unreachables`` instead (the reference only says to set
+    returnPartialSuccess "to prevent failure"; the 503 is the fake's choice).
+    """
+    partial = (request.arg("returnPartialSuccess") or "false").lower()
+    if partial not in ("true", "false"):
+        raise invalid("returnPartialSuccess", partial, "Must be a boolean.")
+    if unreachable and partial != "true":
+        raise HttpError(
+            503, f"Scopes {', '.join(unreachable)} are unavailable.", reason="backendError"
+        )
+    flat = [
+        (scope, item)
+        for scope in sorted(s for s in scopes if s not in unreachable)
+        for item in _selection(request, scopes[scope])
+    ]
+    page, token = _page(request, flat, path)
+    items: dict[str, Any] = {}
+    for scope in sorted(s for s in scopes if s not in unreachable):
+        found = [item for s, item in page if s == scope]
+        if found:
+            items[scope] = {key: found}
+        else:
+            items[scope] = {
+                "warning": {
+                    "code": "NO_RESULTS_ON_PAGE",
+                    "message": f"There are no results for scope '{scope}' on this page.",
+                    "data": [{"key": "scope", "value": scope}],
+                }
+            }
+    body: dict[str, Any] = {
+        "kind": kind,
+        "id": path,
+        "items": items,
+        "selfLink": f"{LINK_BASE}/{path}",
+    }
+    if token:
+        body["nextPageToken"] = token
+    if unreachable:
+        body["unreachables"] = sorted(unreachable)
     return Response(200, body)
 
 

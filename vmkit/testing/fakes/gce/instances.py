@@ -14,6 +14,7 @@ from typing import Any
 from vmkit.testing.fakes._http import HttpError, Request, Response
 from vmkit.testing.fakes.gce.build import boot_log, commit, plan_instance
 from vmkit.testing.fakes.gce.common import (
+    aggregated_response,
     body_of,
     check_labels,
     check_name,
@@ -91,6 +92,23 @@ class InstanceApi:
         items = [render_instance(i, now) for i in self.state.instances_in(project, zone)]
         return list_response(
             request, "compute#instanceList", f"projects/{project}/zones/{zone}/instances", items
+        )
+
+    def aggregated_list(self, request: Request) -> Response:
+        """instances.aggregatedList: the project's instances of every zone,
+        keyed ``zones/<zone>``, with the same ``filter`` as instances.list."""
+        project = request.params["project"]
+        now = self.state.now()
+        scopes: dict[str, list[dict[str, Any]]] = {f"zones/{z}": [] for z in self.state.zones}
+        for inst in self.state.instances_in(project):
+            scopes.setdefault(f"zones/{inst.zone}", []).append(render_instance(inst, now))
+        return aggregated_response(
+            request,
+            "compute#instanceAggregatedList",
+            f"projects/{project}/aggregated/instances",
+            "instances",
+            scopes,
+            unreachable=[f"zones/{z}" for z in sorted(self.state.unreachable)],
         )
 
     def serial_port(self, request: Request) -> Response:

@@ -66,7 +66,9 @@ class GceFake(FakeServer):
     RUNNING (and STOPPING to TERMINATED, delete to gone). ``machine_types``
     takes :class:`MachineTypeSpec` items or REST-shaped mappings; ``token``
     makes the fake require ``Authorization: Bearer <token>``. bulkInsert is
-    described in :mod:`vmkit.testing.fakes.gce.bulk`.
+    described in :mod:`vmkit.testing.fakes.gce.bulk`; instances.aggregatedList
+    answers for every zone of ``zones`` (see ``common.aggregated_response``
+    and :meth:`make_unreachable`).
     """
 
     def __init__(
@@ -108,6 +110,12 @@ class GceFake(FakeServer):
         table: list[tuple[str, str, str, Callable[[Request], Response]]] = [
             ("POST", _Z + r"/instances/bulkInsert", "instances.bulkInsert", bulk.bulk_insert),
             ("GET", _Z + r"/instances", "instances.list", inst.list_instances),
+            (
+                "GET",
+                _P + r"/aggregated/instances",
+                "instances.aggregatedList",
+                inst.aggregated_list,
+            ),
             ("POST", _Z + r"/instances", "instances.insert", inst.insert),
             ("GET", _I, "instances.get", inst.get),
             ("DELETE", _I, "instances.delete", inst.delete),
@@ -378,6 +386,24 @@ class GceFake(FakeServer):
                 self.state.exhausted.add(key)
             else:
                 self.state.exhausted.discard(key)
+
+    def make_unreachable(self, zone: str, *, unreachable: bool = True) -> None:
+        """Make aggregated lists unable to read ``zone``: they fail (503) unless
+        asked for ``returnPartialSuccess``, which lists it in ``unreachables``."""
+        with self.lock:
+            if unreachable:
+                self.state.unreachable.add(zone)
+            else:
+                self.state.unreachable.discard(zone)
+
+    def report_partial_bulk_errors(self, enabled: bool = True) -> None:
+        """Make a bulkInsert that creates some names (at least ``minCount``)
+        and fails others end with an ``error`` of its own, the first name's
+        failure, while the instances it made stay. Whether Compute Engine sets
+        that error is not documented (it documents rollback only below
+        ``minCount``); callers must read the outcome per name either way."""
+        with self.lock:
+            self.state.bulk_partial_error = enabled
 
     def instance(
         self, name: str, zone: str | None = None, project: str | None = None

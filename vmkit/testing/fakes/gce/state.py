@@ -237,6 +237,11 @@ class GceState:
         self.networks: set[str] = {"default"}
         #: exhausted zones; "*" exhausts every zone
         self.exhausted: set[str] = set()
+        #: zones that aggregated lists cannot read (see GceFake.make_unreachable)
+        self.unreachable: set[str] = set()
+        #: a bulkInsert that makes some names and fails others carries the
+        #: first failure as its own error (see GceFake.report_partial_bulk_errors)
+        self.bulk_partial_error = False
         #: while set, new instances stop at STAGING (a boot that does not finish)
         self.hold = False
         self.held: set[tuple[str, str, str]] = set()
