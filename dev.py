@@ -3,8 +3,9 @@
 
     python3 dev.py demo [FILE]     run `vmkit demo` on simulated clouds
     python3 dev.py test [ARGS]     ruff, ruff format, mypy, mkdocs, pytest (ARGS go to pytest)
+    python3 dev.py bench [NAMES]   the benchmark suite, benchmarks/run.py (NAMES: some of it)
 
-Both create ``.venv`` when it is missing and install the project into it in
+Each creates ``.venv`` when it is missing and installs the project into it in
 editable mode. They reinstall only when pyproject.toml changed or new extras
 are needed: ``.venv/vmkit-install.json`` remembers the hash of pyproject.toml
 and the extras installed. ``test`` runs its steps in order and stops at the
@@ -31,6 +32,7 @@ STAMP = VENV / "vmkit-install.json"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 DEMO_EXTRAS = ("all", "testing")
 TEST_EXTRAS = ("dev", "all")
+BENCH_EXTRAS = ("bench",)
 PYTEST_NO_TESTS = 5
 
 
@@ -155,7 +157,13 @@ def test(args: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"demo": demo, "test": test}
+def bench(args: Sequence[str]) -> int:
+    """Install what the benchmarks compare against (the ``bench`` extra) and run them."""
+    ensure_venv(BENCH_EXTRAS)
+    return _run([BIN / "python", ROOT / "benchmarks" / "run.py", *args])
+
+
+COMMANDS = {"demo": demo, "test": test, "bench": bench}
 
 
 def main(argv: Sequence[str]) -> int:

@@ -1,7 +1,7 @@
 """Time the fleet view across the four simulated clouds against listing each
 target alone; print the medians side by side, then the fleet table once.
 
-    python benchmarks/fleet_view.py [--rounds 7] [--replicas 3] [--latency 0.05]
+    python benchmarks/fleet_view.py [--rounds 15] [--replicas 3] [--latency 0.05]
 
 ``vmkit sim serve`` runs in its own process (the clouds apart from their
 client, as on a real network), with ``--latency`` seconds before every API
@@ -20,12 +20,10 @@ about the sum.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +31,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from _report import Spread, Targets, heading, options, profiled, ratio, rounds_of, table
 
 import vmkit
 from vmkit.cli._output import fleet_view, make_console
@@ -78,6 +78,7 @@ def apply(environment: dict[str, str | None]) -> None:
 
 
 def timed(call: Callable[[], vmkit.Fleet], expected: int) -> float:
+    """Seconds one listing took; it must list every machine with no error."""
     started = time.perf_counter()
     view = call()
     wall = time.perf_counter() - started
@@ -86,15 +87,39 @@ def timed(call: Callable[[], vmkit.Fleet], expected: int) -> float:
     return wall
 
 
+def profile(rounds: int, everything: int) -> None:
+    """Where a fleet listing's time goes: the CPU time of ``vmkit.fleet()`` against
+    its wall time, then what each of its threads does (connect, list), run one
+    target after the other under the profiler (which sees one thread only)."""
+    cpu, wall = Spread(), Spread()
+    for _ in range(rounds):
+        started = time.process_time()
+        wall.add(timed(vmkit.fleet, everything))
+        cpu.add(time.process_time() - started)
+    print(
+        f"vmkit.fleet(): wall {wall.cells(1000, 1)[0]} ms, CPU of the process "
+        f"{cpu.cells(1000, 1)[0]} ms (medians of {rounds})"
+    )
+
+    def one_by_one() -> None:
+        for _ in range(rounds):
+            for target in TARGETS:
+                vmkit.connect(target).list(None)
+
+    profiled(f"connect(target).list() for each target in turn, x {rounds}", one_by_one)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7, help="timed rounds (at least 5)")
+    parser = options(__doc__.splitlines()[0], rounds=15)
     parser.add_argument("--replicas", type=int, default=3, help="replicas on each target")
     parser.add_argument(
         "--latency", type=float, default=0.05, help="seconds before every API answer"
     )
+    parser.add_argument(
+        "--profile", action="store_true", help="instead: profile vmkit.fleet(), once per round"
+    )
     args = parser.parse_args()
-    rounds, replicas = max(5, args.rounds), args.replicas
+    rounds, replicas = rounds_of(args), args.replicas
     workload = vmkit.Workload(
         name="fleet",
         image="nginx:1.27",
@@ -114,49 +139,58 @@ def main() -> None:
             for target in TARGETS:
                 timed(functools.partial(vmkit.fleet, targets=[target]), replicas)
 
-            fleet_walls: list[float] = []
-            single_walls: dict[str, list[float]] = {target: [] for target in TARGETS}
+            if args.profile:
+                profile(rounds, everything)
+                return
+            fleet_walls = Spread()
+            single_walls = {target: Spread() for target in TARGETS}
             # Interleaved, so that a slow moment of the machine weighs on both sides.
             for _ in range(rounds):
-                fleet_walls.append(timed(vmkit.fleet, everything))
+                fleet_walls.add(timed(vmkit.fleet, everything))
                 for target in TARGETS:
                     single = timed(functools.partial(vmkit.fleet, targets=[target]), replicas)
-                    single_walls[target].append(single)
-
-            print(
-                f"vmkit.fleet() over {len(TARGETS)} simulated targets, {replicas} replicas "
-                f"each, {args.latency * 1000:g} ms of API latency; medians of {rounds} rounds "
-                "(min-max), in ms\n"
-            )
-            width = max(len(name) for name in [*TARGETS, "fleet (concurrent)", "sum of the 4"])
-            print(f"{'listing':<{width}}  {'median':>7}  {'min-max':>13}")
-            print(f"{'-' * width}  {'-' * 7}  {'-' * 13}")
-            for target in TARGETS:
-                walls = single_walls[target]
-                print(
-                    f"{target:<{width}}  {statistics.median(walls) * 1000:>7.1f}  "
-                    f"{min(walls) * 1000:>6.1f}-{max(walls) * 1000:<6.1f}"
-                )
-            sums = [sum(single_walls[t][i] for t in TARGETS) for i in range(rounds)]
-            slowest = max(statistics.median(single_walls[t]) for t in TARGETS)
-            fleet_median = statistics.median(fleet_walls)
-            print(f"{'-' * width}  {'-' * 7}  {'-' * 13}")
-            print(
-                f"{'sum of the 4':<{width}}  {statistics.median(sums) * 1000:>7.1f}  "
-                f"{min(sums) * 1000:>6.1f}-{max(sums) * 1000:<6.1f}"
-            )
-            print(
-                f"{'fleet (concurrent)':<{width}}  {fleet_median * 1000:>7.1f}  "
-                f"{min(fleet_walls) * 1000:>6.1f}-{max(fleet_walls) * 1000:<6.1f}"
-            )
-            print()
-            print(f"fleet / sum of the 4        {fleet_median / statistics.median(sums):.2f}")
-            print(f"fleet / slowest single      {fleet_median / slowest:.2f}")
-            print()
-            make_console().print(fleet_view(vmkit.fleet()))
+                    single_walls[target].add(single)
+            final = vmkit.fleet()
         finally:
             for provider in providers.values():
                 provider.destroy(workload.name)
+
+    heading(
+        "Fleet view",
+        f"vmkit.fleet() over the {len(TARGETS)} targets of `vmkit sim serve` (its own "
+        f"process), {replicas} replicas each, {args.latency * 1000:g} ms before every API "
+        f"answer; {rounds} rounds, the fleet then each target alone in every round; ms.",
+    )
+    print("listings:")
+    print(f"  {'<target>':<18}  vmkit.fleet(targets=[<target>])")
+    print(f"  {'fleet (concurrent)':<18}  vmkit.fleet()")
+    print()
+    sums = Spread([sum(single_walls[t].values[i] for t in TARGETS) for i in range(rounds)])
+    slowest = Spread([max(single_walls[t].values[i] for t in TARGETS) for i in range(rounds)])
+    rows = [[t, *single_walls[t].cells(1000, 1)] for t in TARGETS]
+    rows += [
+        ["sum of the 4", *sums.cells(1000, 1)],
+        ["fleet (concurrent)", *fleet_walls.cells(1000, 1)],
+    ]
+    table(["listing", "median", "min-max"], rows)
+    versus_slowest = ratio(fleet_walls, slowest)
+    print()
+    table(
+        ["ratio (round by round)", "median", "min-max"],
+        [
+            ["fleet / sum of the 4", *ratio(fleet_walls, sums).cells()],
+            ["fleet / slowest single", *versus_slowest.cells()],
+        ],
+    )
+    print()
+    make_console().print(fleet_view(final))
+    targets = Targets("fleet")
+    targets.check(
+        "Fleet view <= 1.3x the slowest single target",
+        f"{versus_slowest.median:.2f}x",
+        versus_slowest.median <= 1.3,
+    )
+    targets.report(args.json)
 
 
 if __name__ == "__main__":

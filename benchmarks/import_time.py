@@ -1,59 +1,201 @@
-"""Wall time of ``python -c "import vmkit"`` against ``python -c pass``.
+"""Import cost: what a script or the CLI pays before its first API call, next
+to Libcloud and boto3, and which modules each command loads.
 
-    python benchmarks/import_time.py [--runs 10]
+    python benchmarks/import_time.py [--rounds 21]
 
-Each command runs ``--runs`` times in a fresh interpreter; the medians are
-printed side by side, with the difference (what ``import vmkit`` costs) and
-whether any cloud SDK got imported (it must not: backends import theirs when
-first connected).
+Each command runs in a fresh interpreter, all of them once per round in a
+rotating order; the cost of a command is its wall time net of
+``python -c pass`` in the same round, and the ratio vmkit / Libcloud is taken
+round by round. Then each command runs once more under a probe that lists
+``sys.modules`` at exit: how many modules it loaded, and which cloud SDKs.
+
+What to look for: ``import vmkit`` (with a Workload built, so pydantic's
+validators are paid for) loads no cloud SDK and costs well under Libcloud's
+``get_driver(Provider.EC2)``; ``vmkit ls --on aws`` loads boto3 and nothing of
+the other clouds. ``vmkit ls --on aws`` runs against moto on 127.0.0.1.
 """
 
 from __future__ import annotations
 
-import argparse
-import statistics
+import os
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
-SDKS = ("boto3", "botocore", "googleapiclient", "google.cloud", "azure", "kubernetes", "moto")
+from _aws_server import REGION, AwsServer
+from _report import Spread, Targets, heading, options, ratio, rotated, rounds_of, table
+
+VMKIT_IMPORT = "import vmkit; vmkit.Workload(name='w', image='nginx')"
+LIBCLOUD_EC2 = (
+    "from libcloud.compute.providers import get_driver; "
+    "from libcloud.compute.types import Provider; get_driver(Provider.EC2)"
+)
+# Top-level packages of the cloud SDKs (google.* by its second part: google.auth
+# and google.protobuf serve other libraries too, google.cloud is the SDK).
+SDKS = ("boto3", "botocore", "s3transfer", "google.cloud", "google.api_core", "googleapiclient",
+        "azure", "msrest", "kubernetes", "libcloud", "moto")  # fmt: skip
+BOTO = {"boto3", "botocore", "s3transfer"}
+# Written to stderr at exit by the probe, then the module names one a line.
+MARKER = "@@vmkit-benchmark-modules"
 PROBE = (
-    "import sys, vmkit; "
-    f"print(','.join(m for m in {SDKS!r} if any(k == m or k.startswith(m + '.') "
-    "for k in sys.modules)))"
+    "import atexit, sys\n"
+    f"atexit.register(lambda: sys.stderr.write('\\n'.join(['{MARKER}', *sorted(sys.modules)])))\n"
 )
 
 
-def wall(code: str, runs: int) -> list[float]:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True)
-        times.append(time.perf_counter() - started)
-    return times
+@dataclass(frozen=True)
+class Command:
+    """One command: its short name in the tables, how it is typed, what runs,
+    and the Python code that does the same (for the module probe)."""
+
+    key: str
+    shown: str
+    argv: tuple[str, ...]
+    code: str
+
+
+def commands(endpoint: str) -> list[Command]:
+    python = sys.executable
+    script = str(Path(python).parent / "vmkit")
+    ls_args = ["ls", "--on", "aws", "--region", REGION, "--endpoint", endpoint]
+
+    def cli(args: list[str]) -> str:
+        return f"import sys; sys.argv = ['vmkit', *{args!r}]; from vmkit.cli import main; main()"
+
+    return [
+        Command("pass", "python -c pass", (python, "-c", "pass"), "pass"),
+        Command("vmkit", f'python -c "{VMKIT_IMPORT}"', (python, "-c", VMKIT_IMPORT), VMKIT_IMPORT),
+        Command(
+            "libcloud", f'python -c "{LIBCLOUD_EC2}"', (python, "-c", LIBCLOUD_EC2), LIBCLOUD_EC2
+        ),
+        Command(
+            "boto3", 'python -c "import boto3"', (python, "-c", "import boto3"), "import boto3"
+        ),
+        Command("vmkit --help", "vmkit --help", (script, "--help"), cli(["--help"])),
+        Command(
+            "vmkit ls --on aws",
+            "vmkit ls --on aws --region us-east-1 --endpoint http://127.0.0.1:<moto's port>",
+            (script, *ls_args),
+            cli(ls_args),
+        ),
+    ]
+
+
+def run(argv: tuple[str, ...], env: dict[str, str]) -> float:
+    """Wall time of one run (seconds); it must succeed."""
+    started = time.perf_counter()
+    subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def modules(code: str, env: dict[str, str]) -> list[str]:
+    """The names in ``sys.modules`` when ``code`` exits."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE + code],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    if MARKER not in done.stderr:
+        raise SystemExit(f"the probe did not run: {done.stderr[-2000:]}")
+    return done.stderr.split(MARKER, 1)[1].split()
+
+
+def sdks(names: list[str]) -> list[str]:
+    """The cloud SDK packages among module names."""
+    return [s for s in SDKS if any(n == s or n.startswith(s + ".") for n in names)]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=10)
-    runs = parser.parse_args().runs
+    parser = options(__doc__.splitlines()[0], rounds=21)
+    args = parser.parse_args()
+    rounds = rounds_of(args)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "VMKIT_"))}
+    # Fake credentials for `vmkit ls --on aws` against moto, and no config file of
+    # the developer's that could point boto3 elsewhere.
+    env |= {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true"}  # fmt: skip
 
-    wall("pass", 2)  # warm the OS caches first
-    baseline = statistics.median(wall("pass", runs))
-    with_vmkit = statistics.median(wall("import vmkit", runs))
-    loaded = subprocess.run(
-        [sys.executable, "-c", PROBE], check=True, capture_output=True, text=True
-    ).stdout.strip()
+    with AwsServer() as server, tempfile.TemporaryDirectory() as home:
+        # No targets file of the developer's: `--on aws` is the provider.
+        env["XDG_CONFIG_HOME"] = home
+        endpoint = server.fresh()
+        every = commands(endpoint)
+        for command in every:  # warm the OS caches; not counted
+            run(command.argv, env)
+        walls = {c.shown: Spread() for c in every}
+        for round_ in range(rounds):
+            for command in rotated(every, round_):
+                walls[command.shown].add(run(command.argv, env))
+        loaded = {c.shown: modules(c.code, env) for c in every}
 
-    print(f"median of {runs} runs, {sys.executable}\n")
-    print(f"{'command':<30}  {'wall (ms)':>9}")
-    print(f"{'-' * 30}  {'-' * 9}")
-    rows = [("python -c pass", baseline), ('python -c "import vmkit"', with_vmkit)]
-    for label, seconds in rows:
-        print(f"{label:<30}  {seconds * 1000:>9.1f}")
-    print(f"{'-' * 30}  {'-' * 9}")
-    print(f"{'import vmkit costs':<30}  {(with_vmkit - baseline) * 1000:>9.1f}")
-    print(f"\ncloud SDKs imported by 'import vmkit': {loaded or 'none'}")
+    base = walls[every[0].shown]
+    nets = {
+        c.shown: Spread([w - b for w, b in zip(walls[c.shown].values, base.values, strict=True)])
+        for c in every
+    }
+    heading(
+        "Import cost",
+        f"{rounds} rounds, every command once per round in a fresh interpreter; "
+        "wall time in ms; net = minus `python -c pass` of the same round.\n"
+        f"interpreter: {sys.executable} (Python {sys.version.split()[0]})",
+    )
+    print("commands:")
+    for command in every:
+        print(f"  {command.key:<17}  {command.shown}")
+    print()
+    rows = []
+    for command in every:
+        median, spread = walls[command.shown].cells(1000, 1)
+        net = "" if command is every[0] else nets[command.shown].cells(1000, 1)[0]
+        found = sdks(loaded[command.shown])
+        rows.append(
+            [
+                command.key,
+                median,
+                spread,
+                net,
+                str(len(loaded[command.shown])),
+                ", ".join(found) or "none",
+            ]
+        )
+    table(["command", "median", "min-max", "net", "sys.modules", "cloud SDKs in sys.modules"], rows)
+
+    vmkit_net, libcloud_net = nets[every[1].shown], nets[every[2].shown]
+    versus = ratio(vmkit_net, libcloud_net)
+    vs_boto3 = ratio(vmkit_net, nets[every[3].shown])
+    print()
+    table(
+        ["ratio (net, round by round)", "median", "min-max"],
+        [
+            ["vmkit / libcloud", *versus.cells()],
+            ["vmkit / boto3", *vs_boto3.cells()],
+        ],
+    )
+
+    targets = Targets("import")
+    net_ms = vmkit_net.median * 1000
+    targets.check("vmkit net import <= 150 ms", f"{net_ms:.1f} ms", net_ms <= 150)
+    targets.check(
+        "vmkit net import <= 0.65x Libcloud get_driver(EC2)",
+        f"{versus.median:.2f}x",
+        versus.median <= 0.65,
+    )
+    in_import = sdks(loaded[every[1].shown])
+    targets.check("import vmkit loads no cloud SDK", ", ".join(in_import) or "none", not in_import)
+    in_ls = sdks(loaded[every[5].shown])
+    targets.check(
+        "vmkit ls --on aws loads no SDK but boto3",
+        ", ".join(in_ls) or "none",
+        bool(in_ls) and set(in_ls) <= BOTO,
+    )
+    targets.report(args.json)
 
 
 if __name__ == "__main__":

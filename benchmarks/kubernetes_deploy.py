@@ -1,8 +1,12 @@
-"""Deploy 100 replicas on the Kubernetes fake with vmkit, and the same pods with
-the raw client (same concurrency, one watch until all are Running), side by
-side; print the API requests each took, the wall time and the ratio.
+"""Pods: 100 replicas on the Kubernetes fake with vmkit, against the raw client
+creating the same pods concurrently and awaiting them with one watch.
 
-    python benchmarks/kubernetes_deploy.py [--replicas 100]
+    python benchmarks/kubernetes_deploy.py [--replicas 100] [--rounds 7]
+
+Both sides send the same pod manifests (vmkit's ``pod_manifest``) with the
+same number of concurrent creates, each on a fresh fake; the sides take turns
+going first. The raw client's watch starts without a resourceVersion, so it
+first lists every pod, then follows them until all are Ready.
 
 What to look for: vmkit sends one create per pod plus two lists (the plan's
 and the one the watch starts from) and ONE watch, whatever the replica count
@@ -12,12 +16,23 @@ minimum the raw client shows.
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version
 from typing import Any
 
+from _report import (
+    Spread,
+    Targets,
+    deepen_listen_backlog,
+    heading,
+    options,
+    ratio,
+    rotated,
+    rounds_of,
+    table,
+)
 from kubernetes import client, watch
 
 import vmkit
@@ -28,7 +43,12 @@ from vmkit.testing.fakes.kubernetes import KubernetesFake, make_api_client
 TOKEN = "benchmark-token"
 # A node big enough for every replica: the figure is about the API, not scheduling;
 # pods take 0.5 s to start, so both sides wait on a watch.
-NODE = {"node_cpu": "512", "node_memory": "2Ti", "node_pods": 1000, "start_delay": 0.5}
+NODE: dict[str, Any] = {
+    "node_cpu": "512",
+    "node_memory": "2Ti",
+    "node_pods": 1000,
+    "start_delay": 0.5,
+}
 
 
 def workload(replicas: int) -> vmkit.Workload:
@@ -89,31 +109,80 @@ def with_raw_client(replicas: int) -> tuple[float, Counter[str]]:
         return wall, Counter(fake.verbs)
 
 
+SIDES = (
+    ("vmkit", "connect('kubernetes').deploy(workload)", with_vmkit),
+    (
+        "raw client",
+        f"create_namespaced_pod x N ({CREATE_WORKERS} threads), one watch",
+        with_raw_client,
+    ),
+)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = options(__doc__.splitlines()[0], rounds=7)
     parser.add_argument("--replicas", type=int, default=100)
-    replicas = parser.parse_args().replicas
+    args = parser.parse_args()
+    deepen_listen_backlog()
+    rounds, replicas = rounds_of(args), args.replicas
 
-    vmkit_wall, vmkit_requests = with_vmkit(replicas)
-    raw_wall, raw_requests = with_raw_client(replicas)
+    walls = {key: Spread() for key, _, _ in SIDES}
+    requests: dict[str, list[Counter[str]]] = {key: [] for key, _, _ in SIDES}
+    for _, _, side in SIDES:  # warm-up, not counted: imports, SDK models
+        side(2)
+    for round_ in range(rounds):
+        for key, _, side in rotated(SIDES, round_):
+            wall, counted = side(replicas)
+            walls[key].add(wall)
+            requests[key].append(counted)
 
-    verbs = sorted(set(vmkit_requests) | set(raw_requests))
-    width = max(len(v) for v in [*verbs, "total API requests"])
-    print(f"{replicas} pods on the Kubernetes fake, {CREATE_WORKERS} concurrent creates\n")
-    print(f"{'request':<{width}}  {'vmkit':>7}  {'raw client':>10}  {'ratio':>6}")
-    print(f"{'-' * width}  {'-' * 7}  {'-' * 10}  {'-' * 6}")
-    for verb in verbs:
-        print(f"{verb:<{width}}  {vmkit_requests[verb]:>7}  {raw_requests[verb]:>10}")
-    print(f"{'-' * width}  {'-' * 7}  {'-' * 10}  {'-' * 6}")
-    total_vmkit, total_raw = sum(vmkit_requests.values()), sum(raw_requests.values())
-    print(
-        f"{'total API requests':<{width}}  {total_vmkit:>7}  {total_raw:>10}  "
-        f"{total_vmkit / total_raw:>6.2f}"
+    heading(
+        f"Pods, N={replicas}",
+        f"the Kubernetes fake on 127.0.0.1 (pods start after {NODE['start_delay']} s), "
+        f"kubernetes {version('kubernetes')}; {rounds} rounds, a fresh fake for each "
+        "side of each round; seconds.",
     )
-    print(
-        f"{'wall time (s)':<{width}}  {vmkit_wall:>7.2f}  {raw_wall:>10.2f}  "
-        f"{vmkit_wall / raw_wall:>6.2f}"
+    print("sides:")
+    for key, shown, _ in SIDES:
+        print(f"  {key:<10}  {shown}")
+    print()
+    table(
+        ["side", "deploy", "min-max", "requests"],
+        [[key, *walls[key].cells(), _cell(requests[key], None)] for key, _, _ in SIDES],
     )
+    versus = ratio(walls["vmkit"], walls["raw client"])
+    print()
+    table(
+        ["ratio (round by round)", "median", "min-max"], [["vmkit / raw client", *versus.cells()]]
+    )
+    verbs = sorted({v for runs in requests.values() for c in runs for v in c})
+    print()
+    table(
+        ["requests by verb", *(key for key, _, _ in SIDES)],
+        [[verb, *(_cell(requests[key], verb) for key, _, _ in SIDES)] for verb in verbs],
+    )
+
+    targets = Targets("kubernetes")
+    targets.check(
+        f"Pods N={replicas}: vmkit <= 1.2x the raw-client floor",
+        f"{versus.median:.2f}x",
+        versus.median <= 1.2,
+    )
+    ours = requests["vmkit"]
+    watches = max(c["watch pods"] for c in ours)
+    reads = max(c["get pods"] for c in ours)
+    lists = max(c["list pods"] for c in ours)
+    targets.check(
+        "Pods: one watch, no per-pod polling",
+        f"{watches} watch, {reads} pod reads, {lists} lists",
+        watches == 1 and reads == 0 and lists <= 2,
+    )
+    targets.report(args.json)
+
+
+def _cell(counts: list[Counter[str]], verb: str | None) -> str:
+    values = [c[verb] if verb else sum(c.values()) for c in counts]
+    return str(min(values)) if min(values) == max(values) else f"{min(values)}-{max(values)}"
 
 
 if __name__ == "__main__":
