@@ -29,7 +29,9 @@ __all__ = [
     "PartialCreate",
     "Plan",
     "converge",
+    "in_flight",
     "ownership_labels",
+    "recent",
 ]
 
 ActionKind = Literal["create", "keep", "replace", "delete"]
@@ -159,7 +161,7 @@ def converge(
         if machine.state in (MachineState.DELETED, MachineState.DELETING):
             continue
         if machine.replica is None:
-            if not _in_flight(machine, now):
+            if not in_flight(machine, now):
                 actions.append(Action("delete", -1, machine, "no replica tag"))
             continue
         by_replica.setdefault(machine.replica, []).append(machine)
@@ -186,13 +188,25 @@ def converge(
     return tuple(sorted(actions, key=lambda a: (a.replica, a.kind)))
 
 
-def _in_flight(machine: Machine, now: datetime) -> bool:
-    if machine.created_at is None or machine.state not in (
-        MachineState.PENDING,
-        MachineState.RUNNING,
-    ):
+def in_flight(machine: Machine, now: datetime) -> bool:
+    """A machine without a replica tag that another deploy is still tagging:
+    starting or running, and made less than ``IN_FLIGHT`` ago."""
+    if machine.state not in (MachineState.PENDING, MachineState.RUNNING):
         return False
-    created = machine.created_at
+    return recent(machine.created_at, now)
+
+
+def recent(created: object, now: datetime) -> bool:
+    """``created`` (a datetime, or an ISO 8601 string as ARM sends it) is
+    less than ``IN_FLIGHT`` before ``now``; an unknown time is not recent.
+    A time without a zone is taken as UTC."""
+    if isinstance(created, str):
+        try:
+            created = datetime.fromisoformat(created.replace("Z", "+00:00"))
+        except ValueError:
+            return False
+    if not isinstance(created, datetime):
+        return False
     if created.tzinfo is None:
         created = created.replace(tzinfo=UTC)
     return now - created < IN_FLIGHT

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from vmkit.errors import NotFound, ProviderError
-from vmkit.machine import Machine, MachineState, Orphan
-from vmkit.plan import IN_FLIGHT, WORKLOAD_TAG
+from vmkit.machine import MachineState, Orphan
+from vmkit.plan import WORKLOAD_TAG, in_flight, recent
 from vmkit.providers.aws import translate as tr
 from vmkit.providers.aws.errors import aws_error_code
 
@@ -39,7 +39,7 @@ def find_orphans(provider: AwsProvider, workload: str | None) -> list[Orphan]:
     """The orphans of ``workload`` (of every workload when None). Read-only."""
     now = datetime.now(UTC)
     machines = [m for m in provider._list(workload) if m.state not in _ENDED]
-    debris = [m for m in machines if m.replica is None and not _in_flight(m, now)]
+    debris = [m for m in machines if m.replica is None and not in_flight(m, now)]
     debris_ids = {m.id for m in debris}
     owners = {m.workload for m in machines if m.id not in debris_ids}
     found = [
@@ -128,7 +128,7 @@ def _volumes(
         if attached & debris:
             reason = f"attached to {', '.join(sorted(attached & debris))}, an orphaned instance"
         elif volume.get("State") == "available" and (
-            owner not in owners or not _young(volume.get("CreateTime"), now)
+            owner not in owners or not recent(volume.get("CreateTime"), now)
         ):
             reason = "attached to no instance"
             if owner not in owners:
@@ -197,19 +197,3 @@ def _orphan(
 
 def _unowned(workload: str) -> str:
     return f"workload {workload} has no instance left"
-
-
-def _in_flight(machine: Machine, now: datetime) -> bool:
-    """As ``vmkit.plan.converge`` judges an instance without a replica tag:
-    a create another deploy is still tagging while young and starting."""
-    if machine.state not in (MachineState.PENDING, MachineState.RUNNING):
-        return False
-    return _young(machine.created_at, now)
-
-
-def _young(created: object, now: datetime) -> bool:
-    if not isinstance(created, datetime):
-        return False
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=UTC)
-    return now - created < IN_FLIGHT

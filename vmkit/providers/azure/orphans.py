@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from vmkit.errors import NotFound
 from vmkit.machine import Orphan
-from vmkit.plan import IN_FLIGHT
+from vmkit.plan import recent
 from vmkit.provider import WORKLOAD_TAG
 from vmkit.providers.azure import translate as tr
 
@@ -93,7 +93,7 @@ class Orphans:
                 and str(props.get("diskState") or "").lower() == "unattached"
                 and not disk.get("managedBy")
                 # A disk made a moment ago may be a restore's, about to be swapped in.
-                and not _young(props.get("timeCreated"), now)
+                and not recent(props.get("timeCreated"), now)
             ):
                 found.append(self._orphan("disk", disk, mine(disk), "attached to no VM"))
         for nsg in nsgs:
@@ -179,19 +179,6 @@ def _ref(obj: Any) -> str | None:
     if isinstance(obj, dict) and obj.get("id"):
         return str(obj["id"])
     return None
-
-
-def _young(created: object, now: datetime) -> bool:
-    """Made less than ``IN_FLIGHT`` ago (an unknown time counts as old)."""
-    if not isinstance(created, str):
-        return False
-    try:
-        when = datetime.fromisoformat(created.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return now - when < IN_FLIGHT
 
 
 def _key(resource: Json) -> str:
