@@ -59,6 +59,7 @@ from libcloud.compute.drivers.ec2 import EC2NodeDriver
 
 import vmkit
 from vmkit.catalog import resolve_image
+from vmkit.providers.aws.translate import REPLICAS_TAG
 
 WORKLOAD = "bench"
 POLL = 0.05
@@ -175,7 +176,13 @@ def libcloud_create(url: str, replicas: int, launch: Launch) -> Any:
     )
     image: NodeImage = driver.get_image(launch.image)
     size: NodeSize = next(s for s in driver.list_sizes() if s.id == launch.instance_type)
-    tags = {t["Key"]: t["Value"] for t in launch.body["TagSpecifications"][0]["Tags"]}
+    # Each node is named (its Name tag) by create_node; the launch's list of
+    # replicas describes one batched launch, which Libcloud does not make.
+    tags = {
+        t["Key"]: t["Value"]
+        for t in launch.body["TagSpecifications"][0]["Tags"]
+        if t["Key"] not in ("Name", REPLICAS_TAG)
+    }
     disks = [
         {**d, "Ebs": {k: str(v).lower() for k, v in d["Ebs"].items()}}
         for d in launch.body["BlockDeviceMappings"]

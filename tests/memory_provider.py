@@ -71,6 +71,9 @@ class MemoryProvider(Provider):
             raise SpecError("resources.gpu", "the memory provider has no GPU machines")
         if workload.resources.cpu > 64:
             raise SpecError("resources.cpu", "the memory provider's machines have 64 vCPUs at most")
+        image = workload.os_image
+        if image.startswith("s-") and image not in self.snaps:
+            raise SpecError("os_image", f"no snapshot {image} to clone")
 
     def _machine(self, record: dict[str, Any]) -> Machine:
         tags = record["tags"]
@@ -203,6 +206,8 @@ class MemoryProvider(Provider):
             machine_id=machine.id,
             state="available",
             created_at=datetime.now(UTC),
+            size=8,
+            replica=machine.replica,
         )
         self.snaps[snap.id] = snap
         return snap

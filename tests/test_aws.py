@@ -96,6 +96,18 @@ def always(response: Callable[[], Answer]) -> Callable[[int], Answer | None]:
     return lambda n: response()
 
 
+def unnumbered(aws: AwsProvider) -> None:
+    """Make the RunInstances answers reach ``aws`` without ``AmiLaunchIndex``
+    (botocore's public ``after-call`` event, whose handlers may change the
+    parsed answer): as from an EC2-compatible endpoint that lacks it."""
+
+    def strip(parsed: dict[str, Any], **_: Any) -> None:
+        for item in parsed.get("Instances", []):
+            item.pop("AmiLaunchIndex", None)
+
+    aws.ec2_client.meta.events.register("after-call.ec2.RunInstances", strip)
+
+
 def workload(name: str = "web", replicas: int = 2, **fields: Any) -> vmkit.Workload:
     fields.setdefault("image", "nginx:1.27")
     fields.setdefault("ports", [80])
@@ -200,29 +212,59 @@ def test_botocore_does_not_retry_underneath_vmkit(aws: AwsProvider) -> None:
 # ------------------------------------------------------------------- create
 
 
-def test_twenty_replicas_take_one_run_instances(aws: AwsProvider) -> None:
+def test_twenty_replicas_take_one_run_instances_and_no_tagging(aws: AwsProvider) -> None:
     machines = aws.deploy(workload("fleet", replicas=20))
     assert aws.api_calls["ec2:RunInstances"] == 1
-    assert aws.api_calls["ec2:CreateTags"] == 20
+    assert "ec2:CreateTags" not in aws.api_calls
     assert [m.replica for m in machines] == list(range(20))
     assert [m.name for m in machines] == [f"fleet-{i}" for i in range(20)]
     reservations = {instance(aws, m.id)["AmiLaunchIndex"]: m.replica for m in machines}
     assert reservations == {i: i for i in range(20)}, "replicas follow AmiLaunchIndex"
+    assert [m.name for m in aws.list("fleet")] == [f"fleet-{i}" for i in range(20)]
 
 
-def test_replica_tags_and_names_are_on_the_instances(aws: AwsProvider) -> None:
+def test_the_launch_tags_name_the_replicas(aws: AwsProvider) -> None:
     spec = workload("tagged", replicas=2, labels={"team": "infra"})
     machines = aws.deploy(spec)
     for machine in machines:
-        found = tags(instance(aws, machine.id))
-        assert found == {
-            "Name": f"tagged-{machine.replica}",
+        found = instance(aws, machine.id)
+        assert tags(found) == {
+            "Name": "tagged",
             "vmkit-workload": "tagged",
-            "vmkit-replica": str(machine.replica),
+            "vmkit-replicas": "0-1",
             "vmkit-spec": spec.spec_hash,
             "team": "infra",
         }
+        assert machine.name == f"tagged-{found['AmiLaunchIndex']}"
         assert machine.labels == {"team": "infra"}
+        volume_id = found["BlockDeviceMappings"][0]["Ebs"]["VolumeId"]
+        (volume,) = aws.ec2_client.describe_volumes(VolumeIds=[volume_id])["Volumes"]
+        assert tags(volume)["vmkit-replicas"] == "0-1"
+
+
+def test_missing_replicas_are_launched_under_their_own_indexes(aws: AwsProvider) -> None:
+    machines = aws.deploy(workload("gaps", replicas=6))
+    gone = [m.id for m in machines if m.replica in (1, 3, 4)]
+    aws.ec2_client.terminate_instances(InstanceIds=gone)
+    (request,) = aws.plan(workload("gaps", replicas=6)).requests
+    assert request.replicas == (1, 3, 4)
+    redeployed = aws.deploy(workload("gaps", replicas=6))
+    assert [m.name for m in redeployed] == [f"gaps-{i}" for i in range(6)]
+    fresh = [m for m in redeployed if m.replica in (1, 3, 4)]
+    assert {tags(instance(aws, m.id))["vmkit-replicas"] for m in fresh} == {"1_3-4"}
+    assert not aws.plan(workload("gaps", replicas=6)).changes
+
+
+def test_an_older_per_instance_replica_tag_wins(aws: AwsProvider) -> None:
+    # Instances made by an earlier vmkit carry vmkit-replica (and no launch list).
+    (machine,) = aws.deploy(workload("old", replicas=1))
+    aws.ec2_client.delete_tags(Resources=[machine.id], Tags=[{"Key": "vmkit-replicas"}])
+    aws.ec2_client.create_tags(
+        Resources=[machine.id], Tags=[{"Key": "vmkit-replica", "Value": "1"}]
+    )
+    assert [(m.name, m.replica) for m in aws.list("old")] == [("old-1", 1)]
+    plan = aws.plan(workload("old", replicas=2))
+    assert [(a.kind, a.replica) for a in plan.actions] == [("create", 0), ("keep", 1)]
 
 
 def test_the_request_is_secure_by_default(aws: AwsProvider) -> None:
@@ -280,9 +322,25 @@ def test_the_same_client_token_is_resent_on_a_retry(aws: AwsProvider) -> None:
     assert aws.plan(workload("retry", replicas=3)).requests[0].body["ClientToken"] != token
 
 
+def test_without_launch_indexes_each_instance_is_tagged_with_its_replica(
+    aws: AwsProvider,
+) -> None:
+    # An endpoint whose RunInstances answer lacks AmiLaunchIndex: vmkit cannot
+    # tell which instance is which replica from the launch, and tags each.
+    unnumbered(aws)
+    machines = aws.deploy(workload("each", replicas=3))
+    assert aws.api_calls["ec2:CreateTags"] == 3
+    assert [m.name for m in machines] == ["each-0", "each-1", "each-2"]
+    for machine in machines:
+        found = tags(instance(aws, machine.id))
+        assert (found["vmkit-replica"], found["Name"]) == (str(machine.replica), machine.name)
+    assert not aws.plan(workload("each", replicas=3)).changes
+
+
 def test_an_instance_that_cannot_be_tagged_is_terminated_and_its_replica_reported(
     aws: AwsProvider,
 ) -> None:
+    unnumbered(aws)
     Intercept(aws.ec2_client, "CreateTags", first(None, ec2_error("InvalidParameterValue")))
     with pytest.raises(vmkit.ProviderError, match="InvalidParameterValue") as caught:
         aws.deploy(workload("half", replicas=3))
@@ -615,6 +673,66 @@ def test_destroy_removes_the_group_the_key_pair_and_the_volumes(aws: AwsProvider
     assert volumes["Volumes"] == []
 
 
+def test_destroy_finds_the_group_and_key_pair_on_the_instances(aws: AwsProvider) -> None:
+    aws.deploy(workload("own", replicas=2, ssh_public_key=SSH_KEY))
+    aws.api_calls.clear()
+    aws.destroy("own")
+    assert "ec2:DescribeSecurityGroups" not in aws.api_calls
+    assert "ec2:DescribeKeyPairs" not in aws.api_calls
+    assert aws.api_calls["ec2:DeleteSecurityGroup"] == aws.api_calls["ec2:DeleteKeyPair"] == 1
+    assert aws.gc(dry_run=True) == []
+
+
+def test_destroy_without_instances_looks_the_shared_resources_up(
+    aws: AwsProvider, aws_config: dict[str, Any]
+) -> None:
+    aws.deploy(workload("bare", replicas=1, ssh_public_key=SSH_KEY))
+    aws.ec2_client.terminate_instances(InstanceIds=[m.id for m in aws.list("bare")])
+    other = vmkit.connect("aws", **aws_config)  # knows nothing of the instances
+    other.destroy("bare")
+    assert other.api_calls["ec2:DescribeSecurityGroups"] == 1
+    assert other.api_calls["ec2:DescribeKeyPairs"] == 1
+    named = [{"Name": "group-name", "Values": ["vmkit-bare"]}]
+    assert aws.ec2_client.describe_security_groups(Filters=named)["SecurityGroups"] == []
+    named = [{"Name": "key-name", "Values": ["vmkit-bare"]}]
+    assert aws.ec2_client.describe_key_pairs(Filters=named)["KeyPairs"] == []
+
+
+def test_a_spec_without_its_key_drops_the_key_pair(aws: AwsProvider) -> None:
+    aws.deploy(workload("unkeyed", replicas=1, ssh_public_key=SSH_KEY))
+    (machine,) = aws.deploy(workload("unkeyed", replicas=1))
+    assert "KeyName" not in instance(aws, machine.id)
+    named = [{"Name": "key-name", "Values": ["vmkit-unkeyed"]}]
+    assert aws.ec2_client.describe_key_pairs(Filters=named)["KeyPairs"] == []
+    assert group_rules(aws, "vmkit-unkeyed") == anywhere(("tcp", 80))
+    aws.destroy("unkeyed")
+    assert aws.gc(dry_run=True) == []
+
+
+def test_a_first_deploy_creates_its_group_without_looking(aws: AwsProvider) -> None:
+    aws.deploy(workload("first", replicas=1))
+    assert "ec2:DescribeSecurityGroups" not in aws.api_calls
+    assert "ec2:DescribeVpcs" not in aws.api_calls
+    (group,) = aws.ec2_client.describe_security_groups(GroupNames=["vmkit-first"])["SecurityGroups"]
+    default = aws.ec2_client.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])
+    assert group["VpcId"] == default["Vpcs"][0]["VpcId"]
+    aws.api_calls.clear()
+    aws.deploy(workload("first", replicas=1))  # a redeploy reads the group's rules
+    assert aws.api_calls["ec2:DescribeSecurityGroups"] == 1
+    assert "ec2:CreateSecurityGroup" not in aws.api_calls
+
+
+def test_a_region_without_a_default_vpc_says_to_name_a_subnet(aws: AwsProvider) -> None:
+    Intercept(
+        aws.ec2_client,
+        "CreateSecurityGroup",
+        always(lambda: ec2_error("VPCIdNotSpecified", 400, "No default VPC for this user")),
+    )
+    with pytest.raises(vmkit.ProviderError, match="subnet_id"):
+        aws.deploy(workload("novpc", replicas=1))
+    assert "ec2:RunInstances" not in aws.api_calls
+
+
 def test_destroy_waits_out_lingering_network_interfaces(aws: AwsProvider) -> None:
     seen = Intercept(aws.ec2_client, "DeleteSecurityGroup", first(ec2_error("DependencyViolation")))
     aws.deploy(workload("linger", replicas=1))
@@ -786,6 +904,7 @@ def test_snapshot_is_a_tagged_image(aws: AwsProvider) -> None:
     (image,) = aws.ec2_client.describe_images(ImageIds=[snap.id])["Images"]
     assert tags(image) | {"Name": ""} == {
         "vmkit-workload": "snap",
+        "vmkit-replica": "0",
         "vmkit-machine": machine.id,
         "vmkit-snapshot-name": "before upgrade",
         "Name": "",
@@ -821,7 +940,6 @@ def test_restore_swaps_the_root_volume_and_keeps_the_machine(aws: AwsProvider) -
     assert tags(volume)["vmkit-workload"] == "back"
     with pytest.raises(ClientError, match="NotFound"):
         aws.ec2_client.describe_volumes(VolumeIds=[old_volume])
-    assert aws.api_calls["ec2:StopInstances"] == aws.api_calls["ec2:StartInstances"] == 1
 
 
 def test_delete_snapshot_removes_the_image_and_its_ebs_snapshots(aws: AwsProvider) -> None:
@@ -994,3 +1112,69 @@ def test_sessions_share_one_model_loader_without_growing_it() -> None:
     paths = list(loader.search_paths)
     make()
     assert loader.search_paths == paths
+
+
+# ----------------------------------------------------------- launch lists
+
+
+def test_replica_lists_read_back_by_launch_index() -> None:
+    from vmkit.providers.aws import translate as tr
+
+    for replicas in ([0], [0, 1, 2], [3, 7, 9, 10, 11, 12], [5, 4, 3], [1, 10, 11, 100]):
+        value = tr.format_replicas(replicas)
+        assert [tr.replica_at(value, i) for i in range(len(replicas))] == replicas, value
+        assert tr.replica_at(value, len(replicas)) is None
+    assert tr.format_replicas(range(200)) == "0-199"
+    assert tr.format_replicas([3, 7, 9, 10, 11, 12]) == "3_7_9-12"
+    for junk in ("", "a", "1-", "-1", "3-1", "1,2", "²", "1__2"):
+        assert tr.replica_at(junk, 0) is None, junk
+
+
+def test_a_replica_list_too_long_for_a_tag_is_cut_into_launches() -> None:
+    from vmkit.providers.aws import translate as tr
+
+    assert tr.launch_batches(list(range(5000))) == [tuple(range(5000))]
+    scattered = list(range(0, 2000, 2))
+    batches = tr.launch_batches(scattered)
+    assert [r for batch in batches for r in batch] == scattered
+    assert len(batches) > 1
+    assert all(len(tr.format_replicas(b)) <= 256 for b in batches)
+    # Each launch is as long as a tag allows: one more replica would not fit.
+    assert all(len(tr.format_replicas([*b, b[-1] + 2])) > 256 for b in batches[:-1])
+
+
+def test_instance_replica_reads_the_launch_list_at_the_launch_index() -> None:
+    from vmkit.providers.aws.translate import instance_replica
+
+    def record(tags: dict[str, str], index: int | None) -> dict[str, Any]:
+        found: dict[str, Any] = {"Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+        if index is not None:
+            found["AmiLaunchIndex"] = index
+        return found
+
+    assert instance_replica(record({"vmkit-replicas": "3_7_9-12"}, 3)) == 10
+    assert instance_replica(record({"vmkit-replicas": "3_7_9-12"}, 6)) is None
+    assert instance_replica(record({"vmkit-replicas": "0-4"}, None)) is None
+    assert instance_replica(record({"vmkit-replicas": "0-4", "vmkit-replica": "9"}, 1)) == 9
+    assert instance_replica(record({"vmkit-replica": "2"}, None)) == 2
+    assert instance_replica(record({}, 0)) is None
+
+
+def test_scattered_missing_replicas_take_several_launches(aws: AwsProvider) -> None:
+    machines = aws.deploy(workload("wide", replicas=160))
+    odd = [m.id for m in machines if m.replica is not None and m.replica % 2]
+    aws.ec2_client.terminate_instances(InstanceIds=odd)
+    aws.api_calls.clear()
+
+    plan = aws.plan(workload("wide", replicas=160))
+    assert [r for request in plan.requests for r in request.replicas] == list(range(1, 160, 2))
+    assert len(plan.requests) == 2
+    for request in plan.requests:
+        (spec,) = [t for t in request.body["TagSpecifications"] if t["ResourceType"] == "instance"]
+        launch = {t["Key"]: t["Value"] for t in spec["Tags"]}["vmkit-replicas"]
+        assert len(launch) <= 256
+    redeployed = aws.apply(plan)
+    assert [m.name for m in redeployed] == [f"wide-{i}" for i in range(160)]
+    assert aws.api_calls["ec2:RunInstances"] == 2
+    assert "ec2:CreateTags" not in aws.api_calls
+    assert not aws.plan(workload("wide", replicas=160)).changes

@@ -8,6 +8,9 @@ instance, a deploy that survives a throttling storm, and a bounded failure.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +20,7 @@ import boto3
 import pytest
 
 import vmkit
+from vmkit.providers.aws.translate import instance_replica
 from vmkit.testing.fakes.aws import AwsFront, aws_front
 from vmkit.testing.faults import FaultPlan
 
@@ -37,13 +41,13 @@ def workload(name: str = "web", replicas: int = 10) -> vmkit.Workload:
 
 
 def alive(front: AwsFront, name: str) -> dict[str, int | None]:
-    """Instance id -> replica of the workload's instances that still exist, from moto."""
+    """Instance id -> replica of the workload's instances that still exist, from moto
+    (the replica as EC2's record gives it: see ``instance_replica``)."""
     found = {}
     for item in every_instance(front):
         tags = {t["Key"]: t["Value"] for t in item.get("Tags", [])}
         if tags.get("vmkit-workload") == name and item["State"]["Name"] != "terminated":
-            replica = tags.get("vmkit-replica")
-            found[item["InstanceId"]] = int(replica) if replica is not None else None
+            found[item["InstanceId"]] = instance_replica(item)
     return found
 
 
@@ -151,6 +155,9 @@ def test_a_lost_answer_of_any_write_is_survived(
     front: AwsFront, plan: FaultPlan, action: str
 ) -> None:
     aws = vmkit.connect("aws", **front.config(), retry_timeout=10)
+    if action == "CreateTags":
+        # vmkit tags instances one by one only where answers lack AmiLaunchIndex.
+        front.hide_launch_index()
     lost = plan.drop_responses(count=1, path=f"^/ec2/{action}$")
     for ports in ([80], [443]):  # the second deploy revokes 80 and authorizes 443
         aws.deploy(
@@ -223,3 +230,124 @@ def test_destroy_of_a_protected_instance_fails_naming_it(front: AwsFront) -> Non
     aws.destroy("web")
     assert alive(front, "web") == {}
     assert aws.gc(dry_run=True) == []
+
+
+# ------------------------------------------------------- replica identity
+
+
+def by_action(front: AwsFront) -> dict[str, int]:
+    """The requests the front served since the last call, by ``service:Action``."""
+    with front.lock:
+        counts = {key.split(" ", 1)[1]: n for key, n in front.requests.items()}
+        front.requests.clear()
+    return dict(sorted(counts.items()))
+
+
+def test_two_hundred_replicas_take_eight_requests_and_five_to_destroy(front: AwsFront) -> None:
+    aws = vmkit.connect("aws", **front.config())
+    by_action(front)
+    machines = aws.deploy(workload("fleet", replicas=200))
+    created = by_action(front)
+    gone = aws.destroy("fleet")
+    destroyed = by_action(front)
+
+    assert [m.name for m in machines] == [f"fleet-{i}" for i in range(200)]
+    assert len(gone) == 200
+    # The launch names every replica (vmkit-replicas + AmiLaunchIndex): no
+    # CreateTags; a first deploy creates its group without looking it up.
+    assert created == {
+        "ec2:AuthorizeSecurityGroupIngress": 1,
+        "ec2:CreateSecurityGroup": 1,
+        "ec2:DescribeImages": 1,
+        "ec2:DescribeInstanceTypeOfferings": 1,
+        "ec2:DescribeInstances": 2,
+        "ec2:RunInstances": 1,
+        "ssm:GetParameter": 1,
+    }
+    # The group comes from the instances' own records; no key pair to look for.
+    assert destroyed == {
+        "ec2:DeleteSecurityGroup": 1,
+        "ec2:DescribeInstances": 3,
+        "ec2:TerminateInstances": 1,
+    }
+    assert alive(front, "fleet") == {}
+    assert aws.gc(dry_run=True) == []
+
+
+LIST_IN_ANOTHER_PROCESS = """
+import json, sys
+import vmkit
+config = json.loads(sys.argv[1])
+aws = vmkit.connect("aws", **config)
+spec = vmkit.Workload(name="web", replicas=int(sys.argv[2]), image="nginx:1.27", ports=[80])
+plan = aws.plan(spec)
+print(json.dumps({
+    "machines": [[m.name, m.replica, m.id] for m in aws.list("web")],
+    "changes": plan.changes,
+    "requests": len(plan.requests),
+    "orphans": [o.id for o in aws.gc("web", dry_run=True)],
+}))
+"""
+
+
+def in_another_process(front: AwsFront, replicas: int) -> dict[str, Any]:
+    """What a second process, with its own connection, sees of the fleet "web"."""
+    done = subprocess.run(
+        [sys.executable, "-c", LIST_IN_ANOTHER_PROCESS, json.dumps(front.config()), str(replicas)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+@pytest.mark.parametrize("numbered", [True, False], ids=["launch-index", "no-launch-index"])
+def test_another_process_finds_every_replica_and_creates_nothing(
+    front: AwsFront, numbered: bool
+) -> None:
+    # Without AmiLaunchIndex in the answers (an EC2-compatible endpoint that
+    # lacks it), vmkit tags each instance with its replica instead.
+    front.hide_launch_index(not numbered)
+    aws = vmkit.connect("aws", **front.config())
+    machines = aws.deploy(workload(replicas=5))
+    tagged = aws.api_calls["ec2:CreateTags"]
+
+    seen = in_another_process(front, 5)
+
+    assert tagged == (0 if numbered else 5)
+    assert seen["machines"] == [[f"web-{m.replica}", m.replica, m.id] for m in machines]
+    assert (seen["changes"], seen["requests"], seen["orphans"]) == (False, 0, [])
+    assert sorted(alive(front, "web").values()) == list(range(5))
+    # Scaling up from the other process creates only the missing replicas.
+    assert in_another_process(front, 7)["requests"] == 1
+    assert [m.name for m in aws.deploy(workload(replicas=7))] == [f"web-{i}" for i in range(7)]
+    assert sorted(alive(front, "web").values()) == list(range(7))
+
+
+@pytest.mark.parametrize("numbered", [True, False], ids=["launch-index", "no-launch-index"])
+def test_racing_deploys_end_with_one_instance_per_replica(front: AwsFront, numbered: bool) -> None:
+    front.hide_launch_index(not numbered)
+    spec = workload("race", replicas=4)
+    first, second = (vmkit.connect("aws", **front.config()) for _ in range(2))
+    plans = [first.plan(spec), second.plan(spec)]  # both plan before either creates
+    results: list[Any] = [None, None]
+    barrier = threading.Barrier(2)
+
+    def deploy(index: int, provider: Any) -> None:
+        barrier.wait()
+        results[index] = provider.apply(plans[index])
+
+    threads = [threading.Thread(target=deploy, args=(i, p)) for i, p in enumerate((first, second))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert [[m.name for m in r] for r in results] == [[f"race-{i}" for i in range(4)]] * 2
+    left = alive(front, "race")
+    assert sorted(left.values()) == list(range(4))
+    # What is left is what a deploy returned: the survivors (oldest, then smallest id).
+    assert set(left) <= {m.id for r in results for m in r}
+    assert not first.plan(spec).changes

@@ -356,19 +356,6 @@ def test_logs_are_the_serial_console(azure: vmkit.Provider, fake: AzureFake) -> 
     assert "hello from the serial console" in machine.logs()
 
 
-def test_snapshot_restore_swaps_the_os_disk(azure: vmkit.Provider, fake: AzureFake) -> None:
-    (machine,) = azure.deploy(web(replicas=1))
-    snap = machine.snapshot("before")
-    assert snap.id.startswith(f"/subscriptions/{SIM_SUBSCRIPTION}/")
-    restored = machine.restore(snap)
-    assert restored.state == vmkit.MachineState.RUNNING
-    (disk,) = fake.resources(DISK)
-    assert disk["name"] != "web-0-osdisk"
-    assert disk["properties"]["creationData"]["sourceResourceId"].lower() == snap.id.lower()
-    machine.delete()
-    assert names(fake, DISK) == []
-
-
 def test_connect_checks_its_options() -> None:
     with pytest.raises(vmkit.ConfigError):
         vmkit.connect("azure", subscription_id="s", location="eastus")
@@ -587,3 +574,324 @@ def test_gc_takes_vmkits_network_once_nothing_else_uses_it(
 
 def test_gc_without_a_resource_group_finds_nothing(azure: vmkit.Provider) -> None:
     assert azure.gc() == []
+
+
+# ---------------------------------------------------------------- isolation
+
+
+def test_a_vm_isolation_request_is_recorded_on_the_vm(
+    azure: vmkit.Provider, fake: AzureFake
+) -> None:
+    azure.deploy(web(replicas=1, isolation="vm"))
+    azure.deploy(web(name="plain", replicas=1))
+    tags = {v["name"]: v["tags"] for v in fake.resources(VM)}
+    assert tags["web-0"]["vmkit-isolation"] == "vm"
+    assert "vmkit-isolation" not in tags["plain-0"]
+
+
+# ------------------------------------------------------- snapshots, restore
+
+SNAPSHOT = "Microsoft.Compute/snapshots"
+
+
+def vm_named(fake: AzureFake, name: str) -> dict[str, Any]:
+    (vm,) = [v for v in fake.resources(VM) if v["name"] == name]
+    return vm
+
+
+def os_disk_id(fake: AzureFake, vm: str) -> str:
+    return str(vm_named(fake, vm)["properties"]["storageProfile"]["osDisk"]["managedDisk"]["id"])
+
+
+def mutating(fake: AzureFake) -> dict[str, int]:
+    return {
+        k: n for k, n in fake.requests.items() if k.split()[0] in ("PUT", "PATCH", "POST", "DELETE")
+    }
+
+
+def test_a_snapshot_records_its_size_replica_and_tags(
+    azure: vmkit.Provider, fake: AzureFake
+) -> None:
+    machines = azure.deploy(web(labels={"team": "infra"}))
+    snap = machines[1].snapshot("before")
+    assert (snap.replica, snap.size, snap.machine) == (1, 30, machines[1].id)
+    assert snap.labels == {"team": "infra"}
+    (stored,) = fake.resources(SNAPSHOT)
+    assert stored["tags"]["vmkit-workload"] == "web"
+    assert stored["tags"]["vmkit-replica"] == "1"
+    (listed,) = azure.snapshots("web")
+    assert (listed.id, listed.replica, listed.size, listed.name) == (snap.id, 1, 30, "before")
+
+
+def test_restore_swaps_in_a_disk_made_from_the_snapshot(
+    azure: vmkit.Provider, fake: AzureFake
+) -> None:
+    (machine,) = azure.deploy(web(replicas=1, labels={"team": "infra"}))
+    before = vm_named(fake, "web-0")
+    old_disk = os_disk_id(fake, "web-0")
+    snap = machine.snapshot("before")
+    # A change after the snapshot: the disk gets another storage type and a tag.
+    make_clients(fake, SIM_SUBSCRIPTION).compute.disks.begin_create_or_update(
+        "rg-test",
+        "web-0-osdisk",
+        {"location": "eastus", "tags": {"backup": "nightly"}, "sku": {"name": "Premium_LRS"}},
+    ).result()
+    fake.requests.clear()
+    restored = machine.restore(snap)
+    kept = ("id", "name", "replica", "workload", "labels", "private_ip", "public_ip")
+    assert [getattr(restored, f) for f in kept] == [getattr(machine, f) for f in kept]
+    assert restored.state == vmkit.MachineState.RUNNING
+    after = vm_named(fake, "web-0")
+    assert after["tags"] == before["tags"]
+    assert after["properties"]["networkProfile"] == before["properties"]["networkProfile"]
+    os_disk = after["properties"]["storageProfile"]["osDisk"]
+    assert os_disk["managedDisk"]["id"].lower() != old_disk.lower()
+    assert os_disk["deleteOption"] == "Delete"
+    # The old disk was detached by the swap (the fake refuses to delete an attached one)
+    # and deleted; the new one is a copy of the snapshot with the old one's settings.
+    (disk,) = fake.resources(DISK)
+    assert disk["id"].lower() == os_disk["managedDisk"]["id"].lower()
+    assert disk["managedBy"] == after["id"]
+    assert disk["properties"]["creationData"]["createOption"] == "Copy"
+    assert disk["properties"]["creationData"]["sourceResourceId"].lower() == snap.id.lower()
+    assert disk["sku"]["name"] == "Premium_LRS"
+    assert disk["tags"] == {"backup": "nightly", "vmkit-workload": "web", "vmkit-replica": "0"}
+    assert fake.requests["POST virtualMachines.deallocate"] == 1
+    assert fake.requests["PATCH virtualMachines"] == 1
+    assert fake.requests["PUT virtualMachines"] == 0
+    assert fake.requests["DELETE disks"] == 1
+    # The new disk goes with the VM.
+    machine.delete()
+    assert names(fake, DISK) == []
+    assert [s.id for s in azure.snapshots("web")] == [snap.id]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("PATCH", r"/virtualMachines/web-0$"), ("POST", r"/virtualMachines/web-0/start$")],
+    ids=["the-swap-fails", "the-start-after-the-swap-fails"],
+)
+def test_a_restore_that_fails_part_way_leaves_the_machine_on_its_old_disk(
+    azure: vmkit.Provider, fake: AzureFake, method: str, path: str
+) -> None:
+    (machine,) = azure.deploy(web(replicas=1))
+    old_disk = os_disk_id(fake, "web-0")
+    snap = machine.snapshot("before")
+    fake.faults.fail(400, count=1, method=method, path=path)
+    with pytest.raises(vmkit.ProviderError):
+        machine.restore(snap)
+    assert os_disk_id(fake, "web-0") == old_disk
+    (disk,) = fake.resources(DISK)
+    assert (disk["id"], disk["managedBy"]) == (old_disk, vm_named(fake, "web-0")["id"])
+    assert azure.get(machine.id).state == vmkit.MachineState.RUNNING
+    # Nothing is left half done: the next restore goes through.
+    assert machine.restore(snap).state == vmkit.MachineState.RUNNING
+    assert os_disk_id(fake, "web-0") != old_disk
+    assert len(fake.resources(DISK)) == 1
+
+
+def test_restoring_a_deleted_snapshot_changes_nothing(
+    azure: vmkit.Provider, fake: AzureFake
+) -> None:
+    (machine,) = azure.deploy(web(replicas=1))
+    snap = machine.snapshot("before")
+    snap.delete()
+    fake.requests.clear()
+    with pytest.raises(vmkit.NotFound):
+        machine.restore(snap)
+    assert mutating(fake) == {}
+    assert azure.get(machine.id).state == vmkit.MachineState.RUNNING
+
+
+def test_snapshots_survive_destroy_and_gc_never_lists_them(
+    azure: vmkit.Provider, fake: AzureFake
+) -> None:
+    (machine,) = azure.deploy(web(replicas=1))
+    snap = machine.snapshot("backup")
+    azure.destroy("web")
+    assert [s["id"] for s in fake.resources(SNAPSHOT)] == [snap.id]
+    assert azure.gc(dry_run=True) == []
+    assert azure.gc() == []
+    assert [s.id for s in azure.snapshots("web")] == [snap.id]
+    azure.destroy("web", snapshots=True)
+    assert fake.resources(SNAPSHOT) == []
+
+
+# -------------------------------------------------------------------- clone
+
+
+def test_a_clone_boots_a_disk_copied_from_the_snapshot_per_replica(
+    azure: vmkit.Provider, fake: AzureFake
+) -> None:
+    (original,) = azure.deploy(web(replicas=1))
+    snap = original.snapshot("golden")
+    clone = web(name="clone", os_image=snap.id, env={"MODE": "clone"})
+    plan = azure.plan(clone)
+    body = plan.requests[1].body
+    assert body["osDisk"]["name"] == "clone-1-osdisk"
+    copy = body["osDisk"]["parameters"]["properties"]["creationData"]
+    assert copy == {"createOption": "Copy", "sourceResourceId": snap.id}
+    props = body["virtualMachine"]["parameters"]["properties"]
+    assert "osProfile" not in props
+    assert "imageReference" not in props["storageProfile"]
+    os_disk = props["storageProfile"]["osDisk"]
+    assert (os_disk["createOption"], os_disk["osType"], os_disk["deleteOption"]) == (
+        "Attach",
+        "Linux",
+        "Delete",
+    )
+    assert os_disk["managedDisk"]["id"].endswith(
+        "/providers/Microsoft.Compute/disks/clone-1-osdisk"
+    )
+    expected = render_cloud_init(clone)
+    assert expected is not None
+    assert base64.b64decode(props["userData"]).decode() == expected
+
+    clones = azure.apply(plan)
+    assert [(m.name, m.state, m.image) for m in clones] == [
+        ("clone-0", vmkit.MachineState.RUNNING, snap.id),
+        ("clone-1", vmkit.MachineState.RUNNING, snap.id),
+    ]
+    assert fake.user_data("clone-0") == expected.encode()
+    assert fake.custom_data("clone-0") is None
+    for replica in (0, 1):
+        vm = vm_named(fake, f"clone-{replica}")
+        (disk,) = [d for d in fake.resources(DISK) if d["name"] == f"clone-{replica}-osdisk"]
+        assert disk["managedBy"] == vm["id"]
+        assert disk["properties"]["creationData"]["sourceResourceId"] == snap.id
+        assert disk["tags"]["vmkit-replica"] == str(replica)
+    # Idempotent per replica, like any workload.
+    fake.requests.clear()
+    assert [m.id for m in azure.deploy(clone)] == [m.id for m in clones]
+    assert mutating(fake) == {"PUT networkSecurityGroups": 1}
+    # Destroy takes the disks along; the snapshot stays.
+    azure.destroy("clone")
+    assert names(fake, DISK) == ["web-0-osdisk"]
+    assert [s["id"] for s in fake.resources(SNAPSHOT)] == [snap.id]
+
+
+def test_a_clone_of_a_snapshot_that_does_not_exist_fails_before_any_change(
+    azure: vmkit.Provider, fake: AzureFake
+) -> None:
+    missing = (
+        f"/subscriptions/{SIM_SUBSCRIPTION}/resourceGroups/rg-test/providers/"
+        "Microsoft.Compute/snapshots/web-0-gone"
+    )
+    for call in (azure.plan, azure.deploy):
+        with pytest.raises(vmkit.SpecError) as info:
+            call(web(name="clone", os_image=missing))
+        assert info.value.field == "os_image"
+    assert mutating(fake) == {}
+    assert fake.resource_groups() == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"ssh_public_key": KEY}, "ssh_public_key"),
+        (
+            {
+                "os_image": "/subscriptions/00000000-0000-0000-0000-00000000ffff/resourceGroups/"
+                "rg/providers/Microsoft.Compute/snapshots/elsewhere"
+            },
+            "os_image",
+        ),
+    ],
+)
+def test_what_a_clone_cannot_have_is_refused_without_a_call(
+    azure: vmkit.Provider, overrides: dict[str, Any], field: str
+) -> None:
+    snapshot = (
+        f"/subscriptions/{SIM_SUBSCRIPTION}/resourceGroups/rg-test/providers/"
+        "Microsoft.Compute/snapshots/any"
+    )
+    with pytest.raises(vmkit.SpecError) as info:
+        azure.plan(web(name="clone", **{"os_image": snapshot, **overrides}))
+    assert info.value.field == field
+    assert sum(azure.api_calls.values()) == 0
+
+
+@pytest.mark.parametrize("how", ["refused-by-the-quota", "failed-to-provision"])
+def test_a_failed_clone_replica_leaves_no_disk(
+    azure: vmkit.Provider, fake: AzureFake, how: str
+) -> None:
+    cores = cores_of_one_vm(azure, fake)
+    (original,) = azure.deploy(web(replicas=1))
+    snap = original.snapshot("golden")
+    clone = web(name="clone", replicas=2, os_image=snap.id)
+    if how == "refused-by-the-quota":
+        fake.set_cores_quota(2 * cores)  # the original and one clone
+    else:
+        fake.fail_vm_create("clone-1", count=1)
+    with pytest.raises(vmkit.QuotaExceeded) as info:
+        azure.deploy(clone)
+    (failed,) = info.value.failed
+    kept = "clone-1" if failed == "clone-0" else "clone-0"
+    assert names(fake, DISK) == [f"{kept}-osdisk", "web-0-osdisk"]
+    assert names(fake, NIC) == [f"{kept}-nic", "web-0-nic"]
+    fake.set_cores_quota(None)
+    assert [m.replica for m in azure.deploy(clone)] == [0, 1]
+
+
+def test_gc_finds_a_clone_disk_a_crash_left(azure: vmkit.Provider, fake: AzureFake) -> None:
+    (original,) = azure.deploy(web(replicas=1))
+    snap = original.snapshot("golden")
+    body = azure.plan(web(name="clone", replicas=1, os_image=snap.id)).requests[0].body
+    disk = (
+        make_clients(fake, SIM_SUBSCRIPTION)
+        .compute.disks.begin_create_or_update(
+            "rg-test", body["osDisk"]["name"], body["osDisk"]["parameters"]
+        )
+        .result()
+    )
+    assert azure.gc(dry_run=True) == []  # a moment old: it may be a deploy's, in flight
+    fake.backdate(disk.id, 3600)
+    assert [(o.kind, o.name, o.workload) for o in azure.gc()] == [
+        ("disk", "clone-0-osdisk", "clone")
+    ]
+    assert names(fake, DISK) == ["web-0-osdisk"]
+
+
+# ------------------------------------------------------------------- delete
+
+
+def test_destroy_deletes_nothing_the_vms_took_along(azure: vmkit.Provider, fake: AzureFake) -> None:
+    azure.deploy(web(replicas=3))
+    fake.requests.clear()
+    azure.destroy("web")
+    for kind in (VM, NIC, PIP, DISK, NSG, VNET):
+        assert names(fake, kind) == [], kind
+    # deleteOption Delete took each VM's NIC, IP and disk: no DELETE for them (there
+    # were nine before, three per replica), one listing of each kind instead (the NICs
+    # and IPs are listed once more by the listing of the machines to delete).
+    assert fake.requests["DELETE virtualMachines"] == 3
+    for route, listings in (("networkInterfaces", 2), ("publicIPAddresses", 2), ("disks", 1)):
+        assert fake.requests[f"DELETE {route}"] == 0, route
+        assert fake.requests[f"GET {route}.list"] == listings, route
+
+
+def test_destroy_deletes_what_an_older_vm_left_behind(
+    azure: vmkit.Provider, fake: AzureFake
+) -> None:
+    azure.deploy(web(replicas=1))
+    # Replica 1 as a VM made without deleteOptions leaves it: all of its parts stay.
+    body = azure.plan(web(replicas=2)).requests[0].body
+    vm = body["virtualMachine"]["parameters"]
+    vm["properties"]["storageProfile"]["osDisk"]["deleteOption"] = "Detach"
+    vm["properties"]["networkProfile"]["networkInterfaces"][0]["properties"]["deleteOption"] = (
+        "Detach"
+    )
+    nic = body["networkInterface"]["parameters"]
+    del nic["properties"]["ipConfigurations"][0]["properties"]["publicIPAddress"]["properties"]
+    clients = make_clients(fake, SIM_SUBSCRIPTION)
+    clients.network.public_ip_addresses.begin_create_or_update(
+        "rg-test", "web-1-ip", body["publicIPAddress"]["parameters"]
+    ).result()
+    clients.network.network_interfaces.begin_create_or_update("rg-test", "web-1-nic", nic).result()
+    clients.compute.virtual_machines.begin_create_or_update("rg-test", "web-1", vm).result()
+    fake.requests.clear()
+    azure.destroy("web")
+    for kind in (VM, NIC, PIP, DISK, NSG, VNET):
+        assert names(fake, kind) == [], kind
+    for route in ("networkInterfaces", "publicIPAddresses", "disks"):
+        assert fake.requests[f"DELETE {route}"] == 1, route

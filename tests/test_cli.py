@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import runpy
 import subprocess
 import sys
@@ -666,9 +667,11 @@ def test_demo_runs_a_workload_through_its_life(cloud: Cloud, tmp_path: Path) -> 
     assert "started web-0" in text
     assert ": stopped" in text
     assert ": running" in text
-    assert "snapshot web-demo" in text
+    assert "snapshot before-upgrade (s-" in text
+    assert "restored web-0 from before-upgrade: kept its name, running" in text
     assert "removed 3 machine(s)" in text
-    assert "removed 1 snapshot(s)" in text
+    assert "kept 1 snapshot(s), as backups: before-upgrade" in text
+    assert "deleted 1 snapshot(s)" in text
     assert text.rstrip().endswith("nothing left of web on memory (in-process)")
     assert "web-2" in progress.read_text()
     assert cloud.machines == {}
@@ -769,9 +772,25 @@ def test_demo_runs_end_to_end_on_every_simulated_cloud(monkeypatch: pytest.Monke
         assert all(kind in r and "running" in r for r in fleet), label
         assert f"nothing left of web on {label}" in out
     assert "stopped web-0" in out
-    assert "snapshot web-demo (ami-" in out
+    assert "snapshot before-upgrade (ami-" in out
     assert "kubernetes cannot stop machines: skipped" in out
+    # The simulated cluster has gVisor's RuntimeClass: the same workload, one field changed.
+    assert (
+        'redeployed web with isolation="sandbox": web-0, web-1, web-2 now run under '
+        "RuntimeClass gvisor"
+    ) in out
     assert out.count("removed 3 machine(s)") == 4
+    # Each VM rolled back: same name and private IP, on a new boot disk.
+    rollbacks = re.findall(
+        r"^restored web-0 from before-upgrade: kept its name and private IP [\d.]+, "
+        r"boot disk (\S+) -> (\S+), running$",
+        out,
+        flags=re.MULTILINE,
+    )
+    assert len(rollbacks) == 3, out
+    assert all(before != after for before, after in rollbacks)
+    assert out.count("kept 1 snapshot(s), as backups: before-upgrade") == 3
+    assert out.count("deleted 1 snapshot(s)") == 3
 
 
 def test_the_python_example_runs(capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,6 +144,90 @@ def test_a_silent_target_is_an_error_after_the_timeout(isolated: Path) -> None:
     assert time.monotonic() - started < 1.5
     assert set(view.errors) == {"slow"}
     assert "no answer within 0.3s" in str(view.errors["slow"])
+
+
+# -------------------------------------------------------------- refreshing
+
+
+class CountedProvider(ZoneProvider):
+    """A zonemem whose connects are counted by zone, and whose zones in
+    ``locked`` refuse credentials until they are unlocked."""
+
+    name = "counted"
+    connects: ClassVar[dict[str, int]] = {}
+    locked: ClassVar[set[str]] = set()
+
+    def __init__(self, *, zone: str = "z1", delay: float = 0.0) -> None:
+        self.connects[zone] = self.connects.get(zone, 0) + 1
+        super().__init__(zone=zone, delay=delay, refuse=zone in self.locked)
+
+
+@pytest.fixture
+def counted(isolated: Path) -> type[CountedProvider]:
+    registry.register("counted", CountedProvider)
+    CountedProvider.connects, CountedProvider.locked = {}, set()
+    lines = [f"t{i}: {{provider: counted, zone: z{i}, delay: 0.05}}" for i in range(3)]
+    targets(isolated, "\n".join(lines) + "\n")
+    return CountedProvider
+
+
+def test_a_refreshed_view_lists_again_without_connecting_again(
+    counted: type[CountedProvider],
+) -> None:
+    deploy("t0", "web")
+    view = vmkit.fleet(workload="web")
+    assert [(e.target, e.machine.name) for e in view.machines] == [("t0", "web-0")]
+    deploy("t1", "web")
+    deploy("t2", "db")
+    counted.connects.clear()
+    for _ in range(3):
+        view = view.refresh()
+    assert counted.connects == {}, "the view's providers are reused"
+    # A fresh listing each time, with the view's filters.
+    assert [(e.target, e.machine.name) for e in view.machines] == [
+        ("t0", "web-0"), ("t1", "web-0"),
+    ]  # fmt: skip
+    assert view.targets == ("t0", "t1", "t2")
+    vmkit.fleet()
+    assert counted.connects == {"z0": 1, "z1": 1, "z2": 1}, "a new view connects anew"
+
+
+def test_a_target_that_failed_to_connect_is_connected_on_the_next_refresh(
+    counted: type[CountedProvider],
+) -> None:
+    counted.locked = {"z1"}
+    view = vmkit.fleet()
+    assert list(view.errors) == ["t1"]
+    assert isinstance(view.errors["t1"], vmkit.AuthError)
+    counted.locked = set()  # the credentials appear
+    deploy("t1", "web")
+    counted.connects.clear()
+    view = view.refresh()
+    assert view.ok
+    assert [(e.target, e.machine.name) for e in view.machines] == [("t1", "web-0")]
+    assert counted.connects == {"z1": 1}
+
+
+def test_refreshes_of_one_view_at_once_connect_a_target_once(
+    counted: type[CountedProvider],
+) -> None:
+    counted.locked = {"z1"}
+    view = vmkit.fleet()
+    counted.locked = set()
+    counted.connects.clear()
+    refreshed: list[vmkit.Fleet] = []
+    threads = [threading.Thread(target=lambda: refreshed.append(view.refresh())) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [v.ok for v in refreshed] == [True] * 4
+    assert counted.connects == {"z1": 1}
+
+
+def test_a_view_built_by_hand_has_nothing_to_refresh() -> None:
+    with pytest.raises(vmkit.ConfigError, match="nothing to refresh"):
+        vmkit.Fleet(targets=("a",)).refresh()
 
 
 # ------------------------------------------------------------------ failures

@@ -370,27 +370,244 @@ def test_names_that_cannot_be_instance_names_fail_before_any_call(gcp: GcpProvid
 # --------------------------------------------------------------- snapshots
 
 
-def test_restore_swaps_the_boot_disk_and_keeps_the_instance(
+def disk_names(clients: Any) -> list[str]:
+    return sorted(d.name for d in clients.disks.list(project=PROJECT, zone=ZONE))
+
+
+def boot_of(clients: Any, instance: str) -> Any:
+    (boot,) = clients.instances.get(project=PROJECT, zone=ZONE, instance=instance).disks
+    return boot
+
+
+def test_a_snapshot_records_its_size_replica_and_labels(fake: GceFake, gcp: GcpProvider) -> None:
+    _, machine = gcp.deploy(web(replicas=2, resources=vmkit.Resources(disk="30GiB")))
+    snap = machine.snapshot("before upgrade")
+    assert (snap.name, snap.machine, snap.replica, snap.size) == (
+        "before upgrade",
+        machine.id,
+        1,
+        30,
+    )
+    stored = make_clients(fake).snapshots.get(project=PROJECT, snapshot=snap.id)
+    assert dict(stored.labels) == {
+        "vmkit-workload": "web",
+        "vmkit-replica": "1",
+        "vmkit-machine": machine.id,
+    }
+    assert [(s.id, s.replica, s.size) for s in gcp.snapshots("web")] == [(snap.id, 1, 30)]
+
+
+def test_restore_puts_the_machine_on_a_new_disk_from_the_snapshot(
+    fake: GceFake, gcp: GcpProvider
+) -> None:
+    (machine,) = gcp.deploy(web(replicas=1, labels={"team": "infra"}))
+    clients = make_clients(fake)
+    before = clients.instances.get(project=PROJECT, zone=ZONE, instance="web-0")
+    old = clients.disks.get(project=PROJECT, zone=ZONE, disk="web-0")
+    snap = machine.snapshot("before upgrade")
+    restored = machine.restore(snap)
+
+    kept = ("id", "name", "replica", "workload", "labels", "private_ip")
+    assert [getattr(restored, f) for f in kept] == [getattr(machine, f) for f in kept]
+    assert restored.state == vmkit.MachineState.RUNNING
+    after = clients.instances.get(project=PROJECT, zone=ZONE, instance="web-0")
+    assert after.status == "RUNNING"
+    assert after.network_interfaces[0].network_i_p == before.network_interfaces[0].network_i_p
+    assert dict(after.labels) == dict(before.labels)
+    boot = boot_of(clients, "web-0")
+    new_name = boot.source.rsplit("/", 1)[-1]
+    assert new_name != "web-0"
+    assert (boot.boot, boot.auto_delete, boot.device_name) == (True, True, "persistent-disk-0")
+    new = clients.disks.get(project=PROJECT, zone=ZONE, disk=new_name)
+    assert new.source_snapshot.endswith(f"/projects/{PROJECT}/global/snapshots/{snap.id}")
+    assert (dict(new.labels), new.type_, new.size_gb) == (dict(old.labels), old.type_, old.size_gb)
+    assert disk_names(clients) == [new_name], "the old boot disk is detached and deleted"
+    calls = gcp.api_calls
+    assert (calls["compute:instances.detachDisk"], calls["compute:instances.attachDisk"]) == (1, 1)
+    assert not gcp.plan(web(replicas=1, labels={"team": "infra"})).changes
+
+
+def test_restore_of_a_stopped_machine_returns_it_running(fake: GceFake, gcp: GcpProvider) -> None:
+    (machine,) = gcp.deploy(web(replicas=1))
+    snap = machine.snapshot("cold")
+    stopped = machine.stop()
+    restored = stopped.restore(snap)
+    assert restored.state == vmkit.MachineState.RUNNING
+    assert gcp.api_calls["compute:instances.stop"] == 1, "a stopped machine is not stopped again"
+
+
+@pytest.mark.parametrize("step", ["detachDisk", "attachDisk", "start"])
+def test_a_restore_failing_part_way_leaves_the_old_boot_disk(
+    fake: GceFake, gcp: GcpProvider, step: str
+) -> None:
+    (machine,) = gcp.deploy(web(replicas=1))
+    snap = machine.snapshot("before")
+    fake.faults.fail(400, count=1, method="POST", path=rf"/instances/web-0/{step}$")
+    with pytest.raises(vmkit.ProviderError) as failed:
+        machine.restore(snap)
+    assert f"instances.{step}" in str(failed.value)
+    clients = make_clients(fake)
+    boot = boot_of(clients, "web-0")
+    assert (boot.source.rsplit("/", 1)[-1], boot.boot, boot.auto_delete) == ("web-0", True, True)
+    assert disk_names(clients) == ["web-0"], "the new disk is deleted"
+    assert gcp.get(machine.id).state == vmkit.MachineState.RUNNING, "it ran, so it runs again"
+
+
+def test_a_restore_whose_new_disk_is_refused_never_stops_the_machine(
     fake: GceFake, gcp: GcpProvider
 ) -> None:
     (machine,) = gcp.deploy(web(replicas=1))
-    snap = machine.snapshot("before upgrade")
-    assert snap.name == "before upgrade"
-    assert snap.machine_id == machine.id
-    restored = machine.restore(snap)
-    assert (restored.id, restored.name) == (machine.id, machine.name)
+    snap = machine.snapshot("before")
+    fake.faults.fail(400, count=1, method="POST", path=r"/disks$")
+    with pytest.raises(vmkit.ProviderError):
+        machine.restore(snap)
+    assert gcp.api_calls["compute:instances.stop"] == 0
+    assert disk_names(make_clients(fake)) == ["web-0"]
+    assert gcp.get(machine.id).state == vmkit.MachineState.RUNNING
+
+
+def test_a_restore_of_a_deleted_snapshot_changes_nothing(fake: GceFake, gcp: GcpProvider) -> None:
+    (machine,) = gcp.deploy(web(replicas=1))
+    snap = machine.snapshot("gone")
+    snap.delete()
+    with pytest.raises(vmkit.NotFound):
+        machine.restore(snap)
+    assert gcp.api_calls["compute:instances.stop"] == 0
+    assert gcp.api_calls["compute:disks.insert"] == 0
+
+
+def test_snapshots_survive_destroy_and_gc_never_lists_them(fake: GceFake, gcp: GcpProvider) -> None:
+    (machine,) = gcp.deploy(web(replicas=1))
+    snap = machine.snapshot("backup")
+    machine.restore(snap)
+    gcp.destroy("web")
     clients = make_clients(fake)
-    instance = clients.instances.get(project=PROJECT, zone=ZONE, instance="web-0")
-    boot = instance.disks[0]
-    assert boot.boot
-    assert boot.auto_delete
-    disk = clients.disks.get(project=PROJECT, zone=ZONE, disk=boot.source.rsplit("/", 1)[-1])
-    assert disk.source_snapshot.endswith(f"/global/snapshots/{snap.id}")
-    names = [d.name for d in clients.disks.list(project=PROJECT, zone=ZONE)]
-    assert names == [disk.name], "the old boot disk is deleted"
+    assert disk_names(clients) == [], "the restored boot disk went with the instance"
+    assert [s.name for s in clients.snapshots.list(project=PROJECT)] == [snap.id]
+    assert gcp.gc(dry_run=True) == []
+    assert gcp.gc() == []
+    assert [s.id for s in gcp.snapshots("web")] == [snap.id]
     gcp.destroy("web", snapshots=True)
-    assert list(clients.disks.list(project=PROJECT, zone=ZONE)) == []
-    assert gcp.snapshots("web") == []
+    assert list(clients.snapshots.list(project=PROJECT)) == []
+
+
+def test_gc_spares_a_fresh_unattached_disk_of_a_live_workload(
+    fake: GceFake, gcp: GcpProvider
+) -> None:
+    gcp.deploy(web(replicas=1))
+    clients = make_clients(fake)
+    # what a restore in progress shows between disks.insert and attachDisk
+    disk = compute_v1.Disk(name="web-0-5eed5eed", labels={"vmkit-workload": "web"})
+    op = clients.disks.insert(project=PROJECT, zone=ZONE, disk_resource=disk)
+    clients.zone_operations.wait(project=PROJECT, zone=ZONE, operation=op.name)
+    assert gcp.gc("web", dry_run=True) == []
+    fake.backdate_disk("web-0-5eed5eed", 11 * 60, zone=ZONE)
+    assert [o.name for o in gcp.gc("web", dry_run=True)] == ["web-0-5eed5eed"]
+
+
+# ------------------------------------------------------------------ clones
+
+
+def test_a_clone_boots_each_replica_from_the_snapshot(fake: GceFake, gcp: GcpProvider) -> None:
+    (origin,) = gcp.deploy(web("orig", replicas=1, resources=vmkit.Resources(disk="40GiB")))
+    snap = origin.snapshot("golden")
+    path = f"projects/{PROJECT}/global/snapshots/{snap.id}"
+    clone = web("clone", replicas=2, os_image=snap.id)
+    plan = gcp.plan(clone)
+    assert [(r.operation, r.replicas) for r in plan.requests] == [
+        ("compute:instances.insert", (0,)),
+        ("compute:instances.insert", (1,)),
+    ]
+    (disk,) = plan.requests[0].body["instanceResource"]["disks"]
+    assert disk["initializeParams"]["sourceSnapshot"] == path
+    assert disk["initializeParams"]["diskSizeGb"] == "40", "never smaller than the snapshot"
+    bulk_before = gcp.api_calls["compute:instances.bulkInsert"]
+
+    machines = gcp.deploy(clone)
+    assert [(m.name, m.replica, m.state, m.image) for m in machines] == [
+        ("clone-0", 0, vmkit.MachineState.RUNNING, path),
+        ("clone-1", 1, vmkit.MachineState.RUNNING, path),
+    ]
+    assert gcp.api_calls["compute:instances.insert"] == 2
+    assert gcp.api_calls["compute:instances.bulkInsert"] == bulk_before
+    clients = make_clients(fake)
+    for machine in machines:
+        made = clients.disks.get(project=PROJECT, zone=ZONE, disk=machine.name)
+        assert made.source_snapshot.endswith(f"/{path}")
+        assert made.size_gb == 40
+        labels = clients.instances.get(project=PROJECT, zone=ZONE, instance=machine.name).labels
+        assert labels["vmkit-replica"] == str(machine.replica)
+    assert not gcp.plan(clone).changes
+    assert gcp.deploy(clone) == machines
+
+
+def test_a_clone_short_of_quota_keeps_the_replica_that_fits(
+    fake: GceFake, gcp: GcpProvider
+) -> None:
+    (origin,) = gcp.deploy(web("orig", replicas=1, resources={"cpu": 2}))
+    snap = origin.snapshot("golden")
+    fake.set_quota(cpus=4)
+    clone = web("clone", replicas=2, os_image=snap.id, resources={"cpu": 2})
+    with pytest.raises(QuotaExceeded) as info:
+        gcp.deploy(clone)
+    (refused,) = info.value.failed
+    assert "Quota 'CPUS' exceeded" in info.value.failed[refused]
+    names = sorted(i["name"] for i in fake.instances())
+    assert names == sorted({"orig-0", "clone-0", "clone-1"} - {refused})
+    fake.set_quota(cpus=None)
+    assert [m.name for m in gcp.deploy(clone)] == ["clone-0", "clone-1"]
+
+
+def test_a_clone_racing_another_adopts_its_instances(fake: GceFake, gcp: GcpProvider) -> None:
+    (origin,) = gcp.deploy(web("orig", replicas=1))
+    snap = origin.snapshot("golden")
+    clone = web("clone", replicas=2, os_image=snap.id)
+    plan = gcp.plan(clone)
+    theirs = connect(fake).deploy(clone)
+    ours = gcp.apply(plan)
+    assert gcp.api_calls["compute:instances.insert"] == 2, "each name answered 409"
+    assert [m.id for m in ours] == [m.id for m in theirs]
+    assert fake.count("instances.delete") == 0
+
+
+@pytest.mark.parametrize("form", ["global/snapshots/{}", "projects/vmkit-test/global/snapshots/{}"])
+def test_a_clone_takes_a_snapshot_path(fake: GceFake, gcp: GcpProvider, form: str) -> None:
+    (origin,) = gcp.deploy(web("orig", replicas=1))
+    snap = origin.snapshot("golden")
+    (machine,) = gcp.deploy(web("clone", replicas=1, os_image=form.format(snap.id)))
+    assert machine.image == f"projects/{PROJECT}/global/snapshots/{snap.id}"
+
+
+def mutating(calls: dict[str, int]) -> list[str]:
+    verbs = ("insert", "update", "patch", "delete", "set", "attach", "detach", "stop", "start")
+    return [c for c in calls if any(c.rsplit(".", 1)[-1].startswith(v) for v in verbs)]
+
+
+def test_a_clone_of_a_missing_snapshot_fails_on_os_image_before_any_change(
+    gcp: GcpProvider,
+) -> None:
+    ghost = web("ghost", replicas=2, os_image="no-such-snapshot")
+    with pytest.raises(vmkit.SpecError) as planned:
+        gcp.plan(ghost)
+    assert planned.value.field == "os_image"
+    assert "no-such-snapshot" in str(planned.value)
+    with pytest.raises(vmkit.SpecError) as deployed:
+        gcp.deploy(ghost)
+    assert deployed.value.field == "os_image"
+    assert gcp.api_calls["compute:snapshots.get"] == 2
+    assert mutating(gcp.api_calls) == []
+    with pytest.raises(vmkit.SpecError) as malformed:
+        gcp.plan(web("bad", os_image="Not A Snapshot"))
+    assert malformed.value.field == "os_image"
+
+
+def test_isolation_vm_is_recorded_in_the_instance_labels(fake: GceFake, gcp: GcpProvider) -> None:
+    (machine,) = gcp.deploy(web("iso", replicas=1, isolation="vm"))
+    (plain,) = gcp.deploy(web("plain", replicas=1))
+    assert fake.instance("iso-0", zone=ZONE)["labels"]["vmkit-isolation"] == "vm"
+    assert "vmkit-isolation" not in fake.instance("plain-0", zone=ZONE)["labels"]
+    assert "vmkit-isolation" not in machine.labels, "vmkit's own labels stay out of Machine.labels"
+    assert plain.state == machine.state == vmkit.MachineState.RUNNING
 
 
 def test_plan_body_is_json_and_round_trips_to_the_sdk(gcp: GcpProvider) -> None:

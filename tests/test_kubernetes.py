@@ -143,7 +143,10 @@ def test_only_declared_ports_and_no_host_access_or_ssh(
     assert "AAAAC3NzaC1lZDI1NTE5" not in str(pod)
 
 
-def test_gpu_isolation_and_options_become_pod_fields(k8s: KubernetesProvider) -> None:
+def test_gpu_isolation_and_options_become_pod_fields(
+    k8s: KubernetesProvider, fake: KubernetesFake
+) -> None:
+    fake.add_runtime_class("gvisor-fast", "runsc")
     workload = small(
         "opts",
         resources={"cpu": 0.5, "memory": "512MiB", "gpu": 1},
@@ -197,6 +200,199 @@ def test_vm_only_workloads_are_refused_before_any_call(k8s: KubernetesProvider) 
     with pytest.raises(vmkit.Unsupported, match="user_data"):
         k8s.deploy(small("cloudinit", user_data="#!/bin/sh\necho hi\n"))
     assert sum(k8s.api_calls.values()) == 0
+
+
+# ------------------------------------------------------- isolation on demand
+
+
+def installed(fake: KubernetesFake, *names: str) -> None:
+    """RuntimeClasses as gVisor and Kata install them (kata with its overhead)."""
+    for name in names:
+        handler = "runsc" if name.startswith("gvisor") else name
+        overhead = {"memory": "160Mi", "cpu": "250m"} if name.startswith("kata") else None
+        fake.add_runtime_class(name, handler, overhead=overhead)
+
+
+def test_sandbox_and_vm_pods_run_under_their_runtime_class(
+    k8s: KubernetesProvider, fake: KubernetesFake
+) -> None:
+    installed(fake, "gvisor", "kata")
+    boxed = k8s.deploy(small("boxed", replicas=3, isolation="sandbox"))
+    assert [m.state for m in boxed] == [vmkit.MachineState.RUNNING] * 3
+    # One read of the class per deploy, not one per pod.
+    assert fake.verb_count("get", "runtimeclasses") == 1
+    (vm,) = k8s.deploy(small("vm", isolation="vm"))
+    plain = k8s.deploy(small("plain"))[0]
+    assert fake.verb_count("get", "runtimeclasses") == 2, "container isolation reads no class"
+    stored = {p["metadata"]["name"]: p for p in fake.pods("default")}
+    assert {stored[f"boxed-{i}"]["spec"]["runtimeClassName"] for i in range(3)} == {"gvisor"}
+    assert stored["vm-0"]["spec"]["runtimeClassName"] == "kata"
+    # Admission copied Kata's overhead into the pod, as the API server does.
+    assert stored["vm-0"]["spec"]["overhead"] == {"memory": "160Mi", "cpu": "250m"}
+    assert "runtimeClassName" not in stored["plain-0"]["spec"]
+    assert stored["vm-0"]["metadata"]["labels"]["vmkit-isolation"] == "vm"
+    assert "vmkit-isolation" not in stored["plain-0"]["metadata"]["labels"]
+    assert vm.labels == plain.labels == {}, "vmkit's own labels are not the user's"
+    assert not k8s.plan(small("vm", isolation="vm")).changes
+    assert fake.verb_count("get", "runtimeclasses") == 2, "a plan that creates nothing reads none"
+    # The administrator resizes Kata's overhead: a reboot (a new pod) gets the new one.
+    fake.add_runtime_class("kata", "kata", overhead={"memory": "200Mi", "cpu": "250m"})
+    rebooted = vm.reboot()
+    assert rebooted.state == vmkit.MachineState.RUNNING
+    assert rebooted.raw["spec"]["overhead"] == {"memory": "200Mi", "cpu": "250m"}
+    assert rebooted.raw["spec"]["runtimeClassName"] == "kata"
+
+
+def test_the_target_maps_levels_to_classes_and_the_workload_wins(fake: KubernetesFake) -> None:
+    k8s = connect(fake, runtime_classes={"vm": "kata-qemu"})
+    installed(fake, "gvisor", "kata-qemu", "kata-fc")
+
+    def runtime_class(workload: vmkit.Workload) -> str:
+        return str(k8s.plan(workload).requests[0].body["spec"]["runtimeClassName"])
+
+    assert runtime_class(small("a", isolation="vm")) == "kata-qemu"
+    assert runtime_class(small("b", isolation="sandbox")) == "gvisor", "unmapped: the default"
+    own = {"kubernetes": {"runtime_classes": {"vm": "kata-fc"}}}
+    assert runtime_class(small("c", isolation="vm", options=own)) == "kata-fc"
+    (machine,) = k8s.deploy(small("c", isolation="vm", options=own))
+    pod = fake.pod("default", machine.name)
+    assert pod is not None
+    assert pod["spec"]["runtimeClassName"] == "kata-fc"
+
+
+@pytest.mark.parametrize(
+    ("mapping", "key"),
+    [
+        ({"container": "runc"}, "runtime_classes.container"),
+        ({"vm": "Kata_QEMU"}, "runtime_classes.vm"),
+        ({"sandbox": 7}, "runtime_classes.sandbox"),
+        ("kata-qemu", "runtime_classes"),
+    ],
+)
+def test_a_bad_target_mapping_is_a_config_error_naming_the_key(
+    fake: KubernetesFake, mapping: Any, key: str
+) -> None:
+    with pytest.raises(vmkit.ConfigError, match=rf"kubernetes: {key}\b"):
+        connect(fake, runtime_classes=mapping)
+
+
+def test_a_bad_class_in_the_workload_options_is_a_spec_error_naming_it(
+    k8s: KubernetesProvider,
+) -> None:
+    options = {"kubernetes": {"runtime_classes": {"vm": "Kata_QEMU"}}}
+    with pytest.raises(vmkit.SpecError) as info:
+        k8s.plan(small("bad", isolation="vm", options=options))
+    assert info.value.field == "options.kubernetes.runtime_classes.vm"
+    assert sum(k8s.api_calls.values()) == 0
+
+
+def test_runtime_classes_in_a_targets_file(
+    fake: KubernetesFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    targets = {
+        "lab": {"provider": "kubernetes", "host": fake.url, "runtime_classes": {"vm": "kata-qemu"}},
+        "typo": {"provider": "kubernetes", "host": fake.url, "runtime_classes": {"mv": "kata"}},
+    }
+    (tmp_path / "vmkit.yaml").write_text(yaml.safe_dump(targets), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    installed(fake, "kata-qemu")
+    lab = vmkit.connect("lab", token=TOKEN)
+    (machine,) = lab.deploy(small("lab", isolation="vm"))
+    pod = fake.pod("default", machine.name)
+    assert pod is not None
+    assert pod["spec"]["runtimeClassName"] == "kata-qemu"
+    with pytest.raises(vmkit.ConfigError, match=r"runtime_classes\.mv"):
+        vmkit.connect("typo", token=TOKEN)
+
+
+@pytest.mark.parametrize(
+    ("isolation", "name", "runtime"),
+    [("sandbox", "gvisor", "gVisor"), ("vm", "kata", "Kata Containers")],
+)
+def test_a_missing_runtime_class_fails_before_any_pod_is_made(
+    k8s: KubernetesProvider, fake: KubernetesFake, isolation: str, name: str, runtime: str
+) -> None:
+    workload = small("iso", replicas=3, isolation=isolation)
+    for attempt in (lambda: k8s.plan(workload), lambda: k8s.deploy(workload)):
+        with pytest.raises(vmkit.Unsupported) as info:
+            attempt()
+        message = str(info.value)
+        assert f'isolation="{isolation}" needs the RuntimeClass "{name}"' in message
+        assert f"Install {runtime}" in message
+        assert f'runtime_classes={{"{isolation}": "<class>"}}' in message
+    assert fake.pods("default") == []
+    assert fake.verb_count("create", "pods") == 0
+    assert "k8s:CreatePod" not in k8s.api_calls
+    assert fake.verb_count("get", "runtimeclasses") == 2  # the plan's and the deploy's
+    # Once the runtime is installed, the same deploy goes through.
+    installed(fake, name)
+    assert [m.state for m in k8s.deploy(workload)] == [vmkit.MachineState.RUNNING] * 3
+
+
+def test_a_missing_class_replaces_nothing(k8s: KubernetesProvider, fake: KubernetesFake) -> None:
+    (before,) = k8s.deploy(small("move"))
+    with pytest.raises(vmkit.Unsupported, match='RuntimeClass "kata"'):
+        k8s.deploy(small("move", isolation="vm"))
+    assert [p["metadata"]["uid"] for p in fake.pods("default")] == [before.id]
+    assert fake.verb_count("delete", "pods") == 0
+
+
+def test_a_server_without_runtime_classes_says_so(
+    k8s: KubernetesProvider, fake: KubernetesFake
+) -> None:
+    # A cluster older than node.k8s.io/v1 answers a bare 404 for the group.
+    fake.faults.fail(404, path=r"/apis/node\.k8s\.io/", count=None)
+    with pytest.raises(vmkit.Unsupported, match="does not serve RuntimeClasses"):
+        k8s.deploy(small("old", isolation="sandbox"))
+    assert fake.pods("default") == []
+
+
+def test_without_rbac_to_read_classes_the_api_server_decides(
+    k8s: KubernetesProvider, fake: KubernetesFake, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.forbid("get", "runtimeclasses", "node.k8s.io")
+    installed(fake, "kata")
+    machines = k8s.deploy(small("ok", replicas=2, isolation="vm"))
+    assert [m.state for m in machines] == [vmkit.MachineState.RUNNING] * 2
+    assert "cannot check that RuntimeClass kata exists" in caplog.text
+    # A class that is missing: RuntimeClass admission refuses every pod.
+    with pytest.raises(vmkit.Unsupported) as info:
+        k8s.deploy(small("no", replicas=2, isolation="sandbox"))
+    assert sorted(info.value.failed) == ["no-0", "no-1"]
+    for reason in info.value.failed.values():
+        assert 'pod rejected: RuntimeClass "gvisor" not found' in reason
+        assert "runtime_classes=" in reason
+    assert {p["metadata"]["name"] for p in fake.pods("default")} == {"ok-0", "ok-1"}
+
+
+def test_a_changed_mapping_replaces_the_pods_of_the_old_class(fake: KubernetesFake) -> None:
+    installed(fake, "kata", "kata-qemu")
+    (old,) = connect(fake).deploy(small("mig", isolation="vm"))
+    moved = connect(fake, runtime_classes={"vm": "kata-qemu"})
+    plan = moved.plan(small("mig", isolation="vm"))
+    assert [(a.kind, a.reason) for a in plan.actions] == [
+        ("replace", "runtime class kata -> kata-qemu")
+    ]
+    (new,) = moved.apply(plan)
+    assert new.id != old.id
+    pod = fake.pod("default", "mig-0")
+    assert pod is not None
+    assert pod["spec"]["runtimeClassName"] == "kata-qemu"
+    assert not moved.plan(small("mig", isolation="vm")).changes
+
+
+def test_the_simulated_cluster_has_gvisor_and_kata() -> None:
+    from vmkit.testing.sim import simulated_kubernetes
+
+    with simulated_kubernetes() as config:
+        k8s = vmkit.connect("kubernetes", **config)
+        for isolation in ("sandbox", "vm"):
+            machines = k8s.deploy(small(f"sim-{isolation}", replicas=2, isolation=isolation))
+            assert [m.state for m in machines] == [vmkit.MachineState.RUNNING] * 2
+    with simulated_kubernetes(runtime_classes={}) as config:
+        bare = vmkit.connect("kubernetes", **config)
+        with pytest.raises(vmkit.Unsupported, match='RuntimeClass "gvisor"'):
+            bare.deploy(small("bare", isolation="sandbox"))
 
 
 # -------------------------------------------------------------------- waiting
@@ -483,13 +679,46 @@ def test_reboot_recreates_the_pod_under_the_same_name(
     assert not k8s.plan(small("boot")).changes
 
 
-def test_stop_start_and_snapshot_are_unsupported(k8s: KubernetesProvider) -> None:
+def test_stop_and_start_are_unsupported_naming_what_to_do(k8s: KubernetesProvider) -> None:
     assert k8s.capabilities == frozenset({"reboot"})
     (machine,) = k8s.deploy(small("still"))
-    for operation in (machine.stop, machine.start, lambda: machine.snapshot("s")):
-        with pytest.raises(vmkit.Unsupported):
+    for operation in (machine.stop, machine.start):
+        with pytest.raises(vmkit.Unsupported) as info:
             operation()
-    assert k8s.snapshots("still") == []
+        assert "delete it" in str(info.value)
+        assert "VM providers (aws, gcp, azure)" in str(info.value)
+    assert machine.refresh().state == vmkit.MachineState.RUNNING
+
+
+def test_snapshots_are_unsupported_and_name_a_vm_provider(
+    k8s: KubernetesProvider, fake: KubernetesFake
+) -> None:
+    (machine,) = k8s.deploy(small("disk"))
+    foreign = vmkit.Snapshot(
+        id="snap-0123456789abcdef0",
+        name="before",
+        provider="aws",
+        workload="disk",
+        machine_id=machine.id,
+        state="completed",
+    )
+    calls = sum(k8s.api_calls.values())
+    operations = {
+        "snapshot": lambda: machine.snapshot("before"),
+        "snapshots": lambda: k8s.snapshots("disk"),
+        "restore": lambda: machine.restore(foreign),
+        "delete_snapshot": lambda: k8s.delete_snapshot(foreign.id),
+    }
+    for name, operation in operations.items():
+        with pytest.raises(vmkit.Unsupported) as info:
+            operation()
+        message = str(info.value)
+        assert "kubernetes pods have no disk" in message, name
+        assert "VM provider (aws, gcp, azure)" in message, name
+    assert sum(k8s.api_calls.values()) == calls, "refused before any call"
+    # destroy(snapshots=True) has no snapshot to look for: it destroys the pods.
+    assert [m.name for m in k8s.destroy("disk", snapshots=True)] == ["disk-0"]
+    assert fake.pods("default") == []
 
 
 def test_deleting_uses_the_grace_period() -> None:

@@ -11,7 +11,7 @@ from memory_provider import MemoryProvider
 
 import vmkit
 from vmkit.machine import Machine, MachineState
-from vmkit.provider import CreateRequest, converge
+from vmkit.provider import ISOLATION_TAG, CreateRequest, converge, ownership_labels
 from vmkit.retry import RetryPolicy
 
 
@@ -240,3 +240,41 @@ def test_a_failed_create_leaves_the_others_and_raises_its_error() -> None:
     assert [
         m.replica for m in provider.deploy(vmkit.Workload(name="web", image="nginx", replicas=4))
     ] == [0, 1, 2, 3]
+
+
+def test_isolation_beyond_container_is_recorded_in_the_ownership_tags() -> None:
+    plain = vmkit.Workload(name="iso", image="nginx")
+    assert ISOLATION_TAG not in ownership_labels(plain, 0)
+    boxed = plain.model_copy(update={"isolation": "vm"})
+    assert ownership_labels(boxed, 0)[ISOLATION_TAG] == "vm"
+    provider = MemoryProvider()
+    (machine,) = provider.deploy(vmkit.Workload(name="iso", image="nginx", replicas=1))
+    assert ISOLATION_TAG not in provider.machines[machine.id]["tags"]
+
+
+def test_a_snapshot_record_names_its_machine_replica_and_size() -> None:
+    provider = MemoryProvider()
+    (machine,) = provider.deploy(vmkit.Workload(name="snaprec", image="nginx", replicas=1))
+    snap = machine.snapshot("before")
+    assert (snap.machine, snap.machine_id) == (machine.id, machine.id)
+    assert (snap.replica, snap.size) == (0, 8)
+    record = snap.to_dict()
+    assert (record["machine_id"], record["replica"], record["size"]) == (machine.id, 0, 8)
+    assert provider.destroy("snaprec")
+    assert provider.snapshots("snaprec") == [snap]
+    provider.destroy("snaprec", snapshots=True)
+    assert provider.snapshots("snaprec") == []
+
+
+def test_snapshots_on_a_backend_without_them_is_unsupported_naming_why() -> None:
+    class NoSnapshots(MemoryProvider):
+        capabilities = frozenset({"start", "stop", "reboot"})
+
+        def _unsupported_reason(self, capability: str) -> str:
+            return f"no {capability} here: use a VM provider"
+
+    provider = NoSnapshots()
+    with pytest.raises(vmkit.Unsupported, match="no snapshot here: use a VM provider"):
+        provider.snapshots()
+    provider.deploy(vmkit.Workload(name="nosnap", image="nginx", replicas=1))
+    assert len(provider.destroy("nosnap", snapshots=True)) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -54,6 +55,28 @@ def test_import_vmkit_loads_no_sdk_and_no_pydantic() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_building_a_workload_loads_no_sdk_and_no_yaml() -> None:
+    # What `import vmkit; vmkit.Workload(...)` costs is what every script pays
+    # (docs/performance.md): PyYAML is for YAML files only, SDKs for connect().
+    code = textwrap.dedent(
+        """
+        import sys, vmkit
+        schema = vmkit.Workload.model_json_schema()
+        w = vmkit.Workload(name="w", image="nginx", ports=[80], resources={"memory": "4GiB"})
+        heavy = ("boto3", "botocore", "google", "azure", "kubernetes", "libcloud", "yaml")
+        print(",".join(m for m in heavy if m in sys.modules))
+        print(schema["additionalProperties"], w.resources.memory, len(w.spec_hash))
+        print(vmkit.Workload.from_yaml_text("name: w\\nports: [80]").ports, "yaml" in sys.modules)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == [
+        "",
+        f"False {4 * 2**30} 16",
+        "[Port(port=80, protocol='tcp')] True",
+    ]
 
 
 def test_unknown_attribute_is_an_attribute_error() -> None:

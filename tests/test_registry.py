@@ -73,3 +73,85 @@ def test_a_plugin_whose_sdk_is_missing_gives_the_install_hint(tmp_path: Path) ->
 def test_a_plugin_that_is_not_a_provider_is_refused(tmp_path: Path) -> None:
     site = _plugin(tmp_path, "vmkit_plug2", "plugmod:Plug", "Plug = 42\n")
     assert "is not a vmkit.Provider subclass" in _connect_in(site).stdout
+
+
+# ------------------------------------------------------- the entry-point scan
+
+_PROVIDER_MODULE = "from memory_provider import MemoryProvider as Plug\n"
+_TESTS = str(Path(__file__).resolve().parent)
+
+
+def _run(code: str) -> list[str]:
+    """Run ``code`` in a fresh interpreter that finds tests/memory_provider.py;
+    its printed lines."""
+    prelude = f"import sys\nsys.path.insert(0, {_TESTS!r})\n"
+    done = subprocess.run(
+        [sys.executable, "-c", prelude + textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_the_installed_backends_are_read_once_per_process(tmp_path: Path) -> None:
+    # What the scan costs is opening every distribution's entry_points.txt: an
+    # audit hook counts those opens (Python's "open" audit event).
+    site = _plugin(tmp_path, "vmkit_plug", "plugmod:Plug", _PROVIDER_MODULE)
+    lines = _run(
+        f"""
+        import threading
+        reads = []
+        def hook(event, args):
+            if event == "open" and str(args[0]).endswith("entry_points.txt"):
+                reads.append(args[0])
+        sys.addaudithook(hook)
+        sys.path.insert(0, {str(site)!r})
+        import vmkit
+        vmkit.Workload(name="w")  # pydantic's own plugin scan, out of the way
+        vmkit.connect("plug")
+        print(len(reads))
+        vmkit.connect("plug")
+        threads = [threading.Thread(target=vmkit.connect, args=("plug",)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        print(len(reads))
+        print(",".join(vmkit.available()))
+        """
+    )
+    first, after = int(lines[0]), int(lines[1])
+    assert first > 0, "the first connect reads the installed distributions"
+    assert after == first, "later connects, concurrent ones too, read nothing again"
+    assert {"plug", "aws"} <= set(lines[2].split(","))
+
+
+def test_a_backend_installed_while_the_process_runs_is_found(tmp_path: Path) -> None:
+    site = _plugin(tmp_path, "vmkit_plug", "plugmod:Plug", _PROVIDER_MODULE)
+    late = site / "vmkit_late-1.0.dist-info"
+    lines = _run(
+        f"""
+        from pathlib import Path
+        sys.path.insert(0, {str(site)!r})
+        import vmkit
+        from vmkit import registry
+        vmkit.connect("plug")
+        late = Path({str(late)!r})
+        late.mkdir()
+        (late / "METADATA").write_text("Metadata-Version: 2.1\\nName: vmkit_late\\nVersion: 1.0\\n")
+        (late / "entry_points.txt").write_text("[vmkit.providers]\\nlate = plugmod:Plug\\n")
+        print("late" in vmkit.available())
+        print(type(vmkit.connect("late")).__name__)
+        (late / "entry_points.txt").write_text("[vmkit.providers]\\nlater = plugmod:Plug\\n")
+        print("later" in vmkit.available())
+        print("later" in registry.rescan(), "late" in registry.available())
+        """
+    )
+    assert lines == [
+        "False",  # available() answers from the last scan...
+        "MemoryProvider",  # ...but connecting to a name it lacks scans again
+        "False",
+        "True False",  # rescan() reads what is installed now
+    ]

@@ -7,6 +7,7 @@
         print(entry.target, entry.machine.name, entry.machine.state)
     for target, error in view.errors.items():
         print(target, "failed:", error)
+    view = view.refresh()   # again, through the same connections
 
 The module is private so that ``vmkit.fleet`` stays the function: importing a
 submodule called ``vmkit.fleet`` would rebind that package attribute to it.
@@ -28,6 +29,39 @@ __all__ = ["Fleet", "FleetEntry", "fleet", "gather"]
 
 #: A target to list: its provider name and how to connect to it.
 Connector = tuple[str, Callable[[], Provider]]
+
+
+class _Connections:
+    """The providers of a view's targets, each connected on first use and then
+    kept: connecting builds SDK clients (tens of milliseconds of CPU for some),
+    which a view that is listed again must not pay twice. A target whose
+    connect failed is connected again next time (its credentials may have
+    appeared since); one whose listing failed keeps its provider."""
+
+    def __init__(self, connectors: Mapping[str, Connector]) -> None:
+        self.connectors = dict(connectors)
+        self._providers: dict[str, Provider] = {}
+        # One lock per target: two listings of the same view at once connect it once.
+        self._locks = {name: threading.Lock() for name in self.connectors}
+
+    def provider(self, target: str) -> Provider:
+        """The provider of ``target``, connecting it if it is not yet."""
+        with self._locks[target]:
+            provider = self._providers.get(target)
+            if provider is None:
+                provider = self.connectors[target][1]()
+                self._providers[target] = provider
+            return provider
+
+
+@dataclass(frozen=True)
+class _Query:
+    """How a view was listed, so that it can be listed again."""
+
+    connections: _Connections
+    workload: str | None
+    labels: Mapping[str, str]
+    timeout: float | None
 
 
 @dataclass(frozen=True)
@@ -60,11 +94,26 @@ class Fleet:
     machines: tuple[FleetEntry, ...] = ()
     errors: Mapping[str, VmkitError] = field(default_factory=dict)
     providers: Mapping[str, str] = field(default_factory=dict)
+    _query: _Query | None = field(default=None, repr=False, compare=False, kw_only=True)
 
     @property
     def ok(self) -> bool:
         """True when every target answered."""
         return not self.errors
+
+    def refresh(self) -> Fleet:
+        """The same targets listed again, with the same filters and timeout,
+        through the providers this view connected: each target is connected
+        once for the lifetime of a view and of the views refreshed from it
+        (a target that failed to connect is tried again). The targets file is
+        not read again; call :func:`fleet` for that.
+
+        Raises ConfigError for a view that was not listed by :func:`fleet`
+        (one built by hand has nothing to list).
+        """
+        if self._query is None:
+            raise ConfigError("this Fleet was not listed by vmkit.fleet(): nothing to refresh")
+        return _list(self._query)
 
     def error_dict(self, target: str) -> dict[str, Any]:
         """The JSON record of a failed target: target, provider, error (one
@@ -111,23 +160,28 @@ def gather(
     """List every target at once, a thread each; see :func:`fleet`.
 
     ``connectors`` maps a target name to its provider name and a function
-    that connects to it (called in the target's thread).
+    that connects to it (called in the target's thread, once for the lifetime
+    of the view: see :meth:`Fleet.refresh`).
     """
-    wanted = dict(labels or {})
+    return _list(_Query(_Connections(connectors), workload, dict(labels or {}), timeout))
+
+
+def _list(query: _Query) -> Fleet:
+    connectors, timeout = query.connections.connectors, query.timeout
     answers: dict[str, list[Machine]] = {}
     failures: dict[str, BaseException] = {}
 
-    def work(target: str, connect: Callable[[], Provider]) -> None:
+    def work(target: str) -> None:
         try:
-            found = connect().list(workload)
+            found = query.connections.provider(target).list(query.workload)
         except Exception as exc:  # a target's failure is its row, never the others'
             failures[target] = exc
             return
-        answers[target] = [m for m in found if _matches(m, wanted)]
+        answers[target] = [m for m in found if _matches(m, query.labels)]
 
     threads = [
-        threading.Thread(target=work, args=(name, connect), name=f"vmkit-ls-{name}", daemon=True)
-        for name, (_, connect) in connectors.items()
+        threading.Thread(target=work, args=(name,), name=f"vmkit-ls-{name}", daemon=True)
+        for name in connectors
     ]
     for thread in threads:
         thread.start()
@@ -150,7 +204,7 @@ def gather(
             errors[name] = ProviderError(
                 f"no answer within {timeout:g}s", provider=providers[name], operation="list"
             )
-    return Fleet(tuple(connectors), tuple(machines), errors, providers)
+    return Fleet(tuple(connectors), tuple(machines), errors, providers, _query=query)
 
 
 def _as_vmkit_error(exc: BaseException, provider: str) -> VmkitError:
@@ -179,7 +233,10 @@ def fleet(
     target); never raises for a target that fails — connecting or listing,
     missing extra, no credentials, unreachable — its error is in
     ``Fleet.errors`` and the other targets are listed. ``timeout`` (seconds)
-    bounds the whole call: a target still silent then is an error.
+    bounds the whole call: a target still silent then is an error. Each call
+    connects to every target; to list the same targets again without
+    connecting again (a dashboard, ``vmkit ls --watch``), call
+    :meth:`Fleet.refresh` on the view it returned.
 
     Raises ConfigError only when there is nothing to list: no targets file
     (and no ``targets``), an invalid targets file, or a file without targets.

@@ -123,7 +123,13 @@ class Machine:
 
 @dataclass(frozen=True, kw_only=True)
 class Snapshot:
-    """A point-in-time copy of a machine's boot disk, owned by a workload."""
+    """A point-in-time copy of a machine's boot disk, owned by a workload.
+
+    ``machine_id`` (also ``machine``) is the id of the machine it copies and
+    ``replica`` that machine's replica index, read from the snapshot's tags;
+    ``size`` is the copied disk's size in GiB. ``None`` where the cloud does
+    not say.
+    """
 
     id: str
     name: str
@@ -132,6 +138,8 @@ class Snapshot:
     machine_id: str | None
     state: str
     created_at: datetime | None = None
+    size: int | None = None
+    replica: int | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     _owner: Provider | None = field(default=None, repr=False, compare=False)
@@ -140,6 +148,11 @@ class Snapshot:
     def owner(self) -> Provider:
         """The provider this record came from; AttributeError when unbound."""
         return self._owner if self._owner is not None else _unbound()
+
+    @property
+    def machine(self) -> str | None:
+        """The id of the machine whose boot disk this copies (``machine_id``)."""
+        return self.machine_id
 
     def bind(self, owner: Provider) -> Snapshot:
         """Return a copy bound to ``owner`` (used by providers)."""
@@ -157,7 +170,9 @@ class Snapshot:
             "provider": self.provider,
             "workload": self.workload,
             "machine_id": self.machine_id,
+            "replica": self.replica,
             "state": self.state,
+            "size": self.size,
             "created_at": self.created_at.isoformat() if self.created_at else None,
             "labels": dict(self.labels),
         }

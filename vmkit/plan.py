@@ -19,6 +19,7 @@ from vmkit.machine import Machine, MachineState
 from vmkit.spec import Workload
 
 __all__ = [
+    "ISOLATION_TAG",
     "MANAGED_BY",
     "REPLICA_TAG",
     "SPEC_TAG",
@@ -44,6 +45,9 @@ IN_FLIGHT = timedelta(minutes=10)
 WORKLOAD_TAG = "vmkit-workload"
 REPLICA_TAG = "vmkit-replica"
 SPEC_TAG = "vmkit-spec"
+#: Set when a workload asks for more than container isolation ("sandbox", "vm"):
+#: a VM already gives both, so VM backends only record the request.
+ISOLATION_TAG = "vmkit-isolation"
 MANAGED_BY = ("app.kubernetes.io/managed-by", "vmkit")
 
 
@@ -56,6 +60,8 @@ def ownership_labels(workload: Workload, replica: int | None = None) -> dict[str
     labels = dict(workload.labels)
     labels[WORKLOAD_TAG] = workload.name
     labels[SPEC_TAG] = workload.spec_hash
+    if workload.isolation != "container":
+        labels[ISOLATION_TAG] = workload.isolation
     if replica is not None:
         labels[REPLICA_TAG] = str(replica)
     return labels

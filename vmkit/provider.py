@@ -15,9 +15,8 @@ Guarantees, for every backend:
   new for each deploy call and reused when that same request is retried, so a
   lost response never makes a duplicate.
 * **No leaks.** A deploy deletes what it made for replicas that failed.
-* **Read-only plans.** ``plan`` makes no mutating call.
-
-Deploy failures, racing deploys and waiting are in :mod:`vmkit._settle`.
+* **Read-only plans.** ``plan`` makes no mutating call. Deploy failures,
+  racing deploys and waiting are in :mod:`vmkit._settle`.
 """
 
 from __future__ import annotations
@@ -46,6 +45,7 @@ from vmkit._settle import (
 from vmkit.errors import DeployTimeout, NotFound, ProviderError, SpecError, Unsupported
 from vmkit.machine import Machine, MachineKind, MachineState, Orphan, Snapshot
 from vmkit.plan import (
+    ISOLATION_TAG,
     MANAGED_BY,
     REPLICA_TAG,
     SPEC_TAG,
@@ -61,6 +61,7 @@ from vmkit.retry import ErrorMap, RetryPolicy, call_with_retry
 from vmkit.spec import Workload
 
 __all__ = [
+    "ISOLATION_TAG",
     "MANAGED_BY",
     "REPLICA_TAG",
     "SPEC_TAG",
@@ -282,9 +283,10 @@ class Provider(abc.ABC):
         return self._snapshot(self.get(machine_id), name).bind(self)
 
     def snapshots(self, workload: str | None = None) -> builtins.list[Snapshot]:
-        """The snapshots vmkit made (of one workload, or all), newest first."""
-        if "snapshot" not in self.capabilities:
-            return []
+        """The snapshots vmkit made (of one workload, or all), newest first.
+
+        Raises Unsupported on a backend without snapshots (containers)."""
+        self._require("snapshot")
         found = self._snapshots(workload)
         newest = sorted(found, key=lambda s: (s.created_at is not None, s.created_at), reverse=True)
         return [s.bind(self) for s in newest]
@@ -321,7 +323,7 @@ class Provider(abc.ABC):
             self._delete(machines)
             self._wait_gone(workload, [m.id for m in machines], time.monotonic() + self.timeout)
         self._delete_shared(workload)
-        if snapshots:
+        if snapshots and "snapshot" in self.capabilities:
             for snap in self.snapshots(workload):
                 self._delete_snapshot(snap.id)
         left = [m for m in self._list(workload) if m.state not in GONE]
@@ -486,7 +488,11 @@ class Provider(abc.ABC):
 
     def _require(self, capability: str) -> None:
         if capability not in self.capabilities:
-            raise Unsupported(f"{self.name} does not support {capability}", provider=self.name)
+            raise Unsupported(self._unsupported_reason(capability), provider=self.name)
+
+    def _unsupported_reason(self, capability: str) -> str:
+        """Why ``capability`` is Unsupported; a backend may name the alternative."""
+        return f"{self.name} does not support {capability}"
 
     def _transition(
         self, operation: str, machine_id: str, target: MachineState, wait: bool

@@ -3,19 +3,24 @@
 ``Workload``, ``Resources`` and ``Port`` are pydantic v2 models. Unknown
 fields are refused, and any invalid value raises :class:`vmkit.SpecError`
 naming the field, before any API call is made.
+
+Importing this module is on the path of every script (``import vmkit;
+vmkit.Workload(...)``), so it imports only what building a Workload needs:
+PyYAML and json are imported by the functions that use them, and the models'
+validators are built on first use (``defer_build``). docs/performance.md has
+the measurements.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import json
 import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -30,6 +35,9 @@ from pydantic import (
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from vmkit.errors import SpecError
+
+if TYPE_CHECKING:
+    import yaml
 
 __all__ = ["Port", "Resources", "Workload", "format_size", "parse_size"]
 
@@ -140,24 +148,46 @@ def _process_text(value: str) -> str:
 ProcessText = Annotated[str, AfterValidator(_process_text)]
 
 
-class _SpecLoader(yaml.SafeLoader):
+@functools.cache
+def _spec_loader() -> type[yaml.SafeLoader]:
     """PyYAML's safe loader without aliases: a few nested aliases expand a
     1 KB file into gigabytes ("billion laughs"), and a workload has no use
-    for them."""
+    for them. Defined on first use: importing PyYAML costs about 10 ms, which
+    a script that builds its Workload in Python should not pay."""
+    import yaml
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            raise yaml.composer.ComposerError(
-                None,
-                None,
-                "aliases (*name) are not allowed in a workload file; write the value out",
-                self.peek_event().start_mark,  # type: ignore[no-untyped-call]
-            )
-        return super().compose_node(parent, index)
+    class SpecLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    "aliases (*name) are not allowed in a workload file; write the value out",
+                    self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+                )
+            return super().compose_node(parent, index)
+
+    return SpecLoader
+
+
+# Python functions rather than the builtins dict and list as default factories:
+# pydantic reads a default factory's signature, and for a builtin that means
+# parsing its text signature with the tokenize module, about 2 ms on the
+# first model built.
+def _empty_dict() -> dict[Any, Any]:
+    return {}
+
+
+def _empty_list() -> list[Any]:
+    return []
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # defer_build: the validators are built at the first validation (or schema)
+    # rather than at import, so that a command that never validates a spec
+    # (``vmkit --help``, ``vmkit ls``) does not pay for them, nor for pydantic's
+    # scan of the installed plugins that the first validator built triggers.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
 class Port(_Model):
@@ -235,8 +265,10 @@ class Workload(_Model):
     image: str | None = Field(default=None, description="container image; None = plain VM")
     command: list[ProcessText] | None = None
     args: list[ProcessText] | None = None
-    env: Annotated[dict[str, ProcessText], BeforeValidator(_env)] = Field(default_factory=dict)
-    ports: Annotated[list[Port], BeforeValidator(_ports)] = Field(default_factory=list)
+    env: Annotated[dict[str, ProcessText], BeforeValidator(_env)] = Field(
+        default_factory=_empty_dict
+    )
+    ports: Annotated[list[Port], BeforeValidator(_ports)] = Field(default_factory=_empty_list)
     resources: Resources = Field(default_factory=Resources)
     replicas: int = Field(default=1, ge=0, le=1000)
     os_image: str = Field(default="ubuntu-22.04", min_length=1)
@@ -244,8 +276,8 @@ class Workload(_Model):
     ssh_public_key: str | None = None
     spot: bool = False
     isolation: Literal["container", "sandbox", "vm"] = "container"
-    labels: dict[str, str] = Field(default_factory=dict)
-    options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=_empty_dict)
+    options: dict[str, dict[str, Any]] = Field(default_factory=_empty_dict)
 
     _HASH_EXCLUDE: ClassVar[frozenset[str]] = frozenset({"replicas"})
 
@@ -274,8 +306,10 @@ class Workload(_Model):
     @classmethod
     def from_yaml_text(cls, text: str, *, source: str = "<string>") -> Workload:
         """Load a workload from YAML text. Raises SpecError naming the field."""
+        import yaml
+
         try:
-            data = yaml.load(text, Loader=_SpecLoader)  # a SafeLoader, without aliases
+            data = yaml.load(text, Loader=_spec_loader())  # a SafeLoader, without aliases
         except yaml.YAMLError as exc:
             raise SpecError("", f"{source} is not valid YAML: {exc}") from exc
         except RecursionError as exc:
@@ -341,6 +375,8 @@ class Workload(_Model):
     def _plain_options(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         # spec_hash and the backends turn options into JSON; a YAML !!binary
         # that is not UTF-8, or a Python object, would fail there instead.
+        import json
+
         try:
             json.dumps(to_jsonable_python(value))
         except (ValueError, TypeError, PydanticSerializationError) as exc:
@@ -372,6 +408,8 @@ class Workload(_Model):
     def spec_hash(self) -> str:
         """A short digest of everything but ``replicas``: replicas whose hash
         differs from the spec's are replaced by a deploy."""
+        import json
+
         body = self.model_dump(mode="json", exclude=set(self._HASH_EXCLUDE))
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
         return digest[:16]

@@ -6,6 +6,8 @@ exactly what the front answered.
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -261,6 +263,48 @@ def test_held_instances_stay_pending_until_released(ec2: Any, image: str, front:
     assert {i["State"]["Name"] for i in replayed} == {"pending"}
     front.release_boot()
     assert [state(i) for i in held] == ["running", "running"]
+
+
+def test_answers_number_the_instances_of_a_launch(ec2: Any, image: str, front: AwsFront) -> None:
+    launched = launch(ec2, image, "numbered-token", count=3)["Instances"]
+    ids = [i["InstanceId"] for i in launched]
+    # EC2's Instance.AmiLaunchIndex: 0, 1, 2 in launch order, in both answers.
+    assert [i["AmiLaunchIndex"] for i in launched] == [0, 1, 2]
+    (reservation,) = ec2.describe_instances(InstanceIds=ids)["Reservations"]
+    assert {i["InstanceId"]: i["AmiLaunchIndex"] for i in reservation["Instances"]} == {
+        ids[0]: 0,
+        ids[1]: 1,
+        ids[2]: 2,
+    }
+    replayed = launch(ec2, image, "numbered-token", count=3)["Instances"]
+    assert [i["AmiLaunchIndex"] for i in replayed] == [0, 1, 2]
+
+    front.hide_launch_index()
+    try:
+        unnumbered = launch(ec2, image, "unnumbered-token", count=2)["Instances"]
+        described = ec2.describe_instances(InstanceIds=ids)["Reservations"][0]["Instances"]
+    finally:
+        front.hide_launch_index(False)
+    assert [i.get("AmiLaunchIndex") for i in unnumbered] == [None, None]
+    assert [i.get("AmiLaunchIndex") for i in described] == [None, None, None]
+    assert len({i["InstanceId"] for i in described}) == 3  # the rest of the answer is whole
+
+
+def test_a_burst_of_connections_is_not_dropped(front: AwsFront) -> None:
+    # 32 clients connect at once: a listen backlog of 5 would drop SYNs and
+    # stall some of them for the 1 s of a TCP retransmission.
+    from concurrent.futures import ThreadPoolExecutor
+
+    host, port = front.url.removeprefix("http://").split(":")
+
+    def connect(_: int) -> float:
+        started = time.monotonic()
+        with socket.create_connection((host, int(port)), timeout=5):
+            return time.monotonic() - started
+
+    with ThreadPoolExecutor(32) as pool:
+        waits = list(pool.map(connect, range(32)))
+    assert max(waits) < 0.9, waits
 
 
 def test_simulated_aws_server_yields_a_connect_config() -> None:

@@ -512,6 +512,163 @@ def test_snapshot_from_disk_and_restore_by_os_disk_swap(
     assert fake.resource_count(DISK, sub) == 1
 
 
+def snapshot_of_new_vm(az: AzureClients, rg: str) -> tuple[Any, Any]:
+    """A VM and a snapshot of its OS disk."""
+    vm = new_vm(az, rg, "vm")
+    disk_id = vm.properties.storage_profile.os_disk.managed_disk.id
+    copy = {"creationData": {"createOption": "Copy", "sourceResourceId": disk_id}}
+    body = {"location": "eastus", "properties": copy}
+    return vm, az.compute.snapshots.begin_create_or_update(rg, "snap", body).result()
+
+
+def disk_from(az: AzureClients, rg: str, name: str, snap_id: str) -> Any:
+    copy = {"creationData": {"createOption": "Copy", "sourceResourceId": snap_id}}
+    body = {"location": "eastus", "properties": copy}
+    return az.compute.disks.begin_create_or_update(rg, name, body).result()
+
+
+def attach_body(nic_id: str, disk_id: str, **overrides: Any) -> dict[str, Any]:
+    """A VM that boots an existing disk: no image, no osProfile."""
+    body = vm_body(nic_id, deletes="Delete")
+    props = body["properties"]
+    del props["osProfile"]
+    props["storageProfile"] = {
+        "osDisk": {
+            "createOption": "Attach",
+            "osType": "Linux",
+            "managedDisk": {"id": disk_id},
+            "deleteOption": "Delete",
+        }
+    }
+    props["userData"] = base64.b64encode(b"#cloud-config\nruncmd: [echo clone]\n").decode()
+    props.update(overrides)
+    return body
+
+
+def test_a_disk_copied_from_a_snapshot_takes_its_size_and_keeps_its_source(
+    az: AzureClients,
+) -> None:
+    _, snap = snapshot_of_new_vm(az, "rg-copy")
+    disk = disk_from(az, "rg-copy", "copy", snap.id)
+    assert disk.properties.disk_size_gb == snap.properties.disk_size_gb == 40
+    assert disk.properties.creation_data.source_resource_id == snap.id
+    assert disk.properties.disk_state == "Unattached"
+    other = az.compute.snapshots.begin_create_or_update(
+        "rg-copy",
+        "other",
+        {
+            "location": "eastus",
+            "properties": {"creationData": {"createOption": "Copy", "sourceResourceId": disk.id}},
+        },
+    ).result()
+    moved = {
+        "location": "eastus",
+        "properties": {"creationData": {"createOption": "Copy", "sourceResourceId": other.id}},
+    }
+    with pytest.raises(HttpResponseError) as exc:
+        az.compute.disks.begin_create_or_update("rg-copy", "copy", moved).result()
+    assert (exc.value.status_code, code_of(exc)) == (409, "PropertyChangeNotAllowed")
+
+
+def test_a_vm_made_from_an_attached_disk(fake: AzureFake, az: AzureClients, sub: str) -> None:
+    vm, snap = snapshot_of_new_vm(az, "rg-att")
+    nic_id = nic(az, "rg-att", "nic2", network(az, "rg-att"))
+    disk = disk_from(az, "rg-att", "clone-disk", snap.id)
+    vms = az.compute.virtual_machines
+    refused = [
+        (
+            attach_body(nic_id, disk.id, osProfile=vm_body(nic_id)["properties"]["osProfile"]),
+            "osProfile",
+        ),
+        (
+            attach_body(
+                nic_id,
+                disk.id,
+                storageProfile={
+                    "imageReference": IMAGE,
+                    "osDisk": attach_body(nic_id, disk.id)["properties"]["storageProfile"][
+                        "osDisk"
+                    ],
+                },
+            ),
+            "osDisk",
+        ),
+        (
+            attach_body(
+                nic_id,
+                disk.id,
+                storageProfile={
+                    "osDisk": {"createOption": "Attach", "managedDisk": {"id": disk.id}}
+                },
+            ),
+            "osDisk.osType",
+        ),
+    ]
+    for body, target in refused:
+        with pytest.raises(HttpResponseError) as exc:
+            vms.begin_create_or_update("rg-att", "clone", body).result()
+        assert (exc.value.status_code, code_of(exc)) == (400, "InvalidParameter"), target
+        assert exc.value.error is not None
+        assert exc.value.error.target == target
+    # The first VM's own disk is attached to it: no second VM may boot it.
+    in_use = vm.properties.storage_profile.os_disk.managed_disk.id
+    with pytest.raises(HttpResponseError) as taken:
+        vms.begin_create_or_update("rg-att", "clone", attach_body(nic_id, in_use)).result()
+    assert (taken.value.status_code, code_of(taken)) == (409, "OperationNotAllowed")
+    assert fake.resource_count(VM, sub) == 1
+
+    clone = vms.begin_create_or_update("rg-att", "clone", attach_body(nic_id, disk.id)).result()
+    assert clone.properties.os_profile is None
+    assert clone.properties.storage_profile.image_reference is None
+    assert clone.properties.storage_profile.os_disk.create_option == "Attach"
+    assert az.compute.disks.get("rg-att", "clone-disk").managed_by == clone.id
+    assert "PowerState/running" in power(az, "rg-att", "clone")
+    assert fake.user_data("clone") == b"#cloud-config\nruncmd: [echo clone]\n"
+    assert vms.get("rg-att", "clone").properties.user_data is None
+    shown = vms.get("rg-att", "clone", expand="userData").properties.user_data
+    assert base64.b64decode(shown) == fake.user_data("clone")
+    # Deleted with the VM (deleteOption Delete), like an OS disk made from an image.
+    vms.begin_delete("rg-att", "clone").result()
+    assert [d["name"] for d in fake.resources(DISK, sub)] == [
+        vm.properties.storage_profile.os_disk.name
+    ]
+
+
+def test_an_os_disk_swap_by_patch_and_its_rules(fake: AzureFake, az: AzureClients) -> None:
+    vm, snap = snapshot_of_new_vm(az, "rg-sw")
+    old_id = vm.properties.storage_profile.os_disk.managed_disk.id
+    new = disk_from(az, "rg-sw", "restored", snap.id)
+    vms = az.compute.virtual_machines
+
+    def swap(**os_disk: Any) -> Any:
+        patch = {"managedDisk": {"id": new.id}, "name": "restored", **os_disk}
+        body = {"properties": {"storageProfile": {"osDisk": patch}}}
+        return vms.begin_update("rg-sw", "vm", body).result()
+
+    # Running, then powered off but still allocated: both refused.
+    for stop in (None, vms.begin_power_off):
+        if stop is not None:
+            stop("rg-sw", "vm").result()
+        with pytest.raises(HttpResponseError) as exc:
+            swap()
+        assert (exc.value.status_code, code_of(exc)) == (409, "OperationNotAllowed")
+    vms.begin_deallocate("rg-sw", "vm").result()
+    with pytest.raises(HttpResponseError) as option:
+        swap(createOption="Attach")
+    assert code_of(option) == "PropertyChangeNotAllowed"
+    with pytest.raises(HttpResponseError) as name:
+        swap(name="some-other-name")
+    assert code_of(name) == "PropertyChangeNotAllowed"
+    swapped = swap(createOption="FromImage", deleteOption="Delete")
+    assert swapped.properties.storage_profile.os_disk.managed_disk.id == new.id
+    assert swapped.tags == {"vmkit-workload": "web"}  # a PATCH leaves what it does not name
+    assert az.compute.disks.get("rg-sw", "restored").managed_by == vm.id
+    old = az.compute.disks.get("rg-sw", vm.properties.storage_profile.os_disk.name)
+    assert (old.managed_by, old.properties.disk_state) == (None, "Unattached")
+    az.compute.disks.begin_delete("rg-sw", old.name).result()
+    assert [d["id"] for d in fake.resources(DISK) if d["id"] == old_id] == []
+
+
 def test_boot_diagnostics_serial_log_is_served_by_sas_url(
     fake: AzureFake, az: AzureClients
 ) -> None:

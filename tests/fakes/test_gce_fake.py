@@ -24,6 +24,7 @@ from vmkit.testing.fakes.gce import (  # noqa: E402
 P = "vmkit-test"
 Z = "us-central1-a"
 DEBIAN = "projects/debian-cloud/global/images/family/debian-12"
+LINK = "https://www.googleapis.com/compute/v1"
 
 
 @pytest.fixture
@@ -599,6 +600,149 @@ def test_create_snapshot_then_list_label_and_delete(clients: GceClients) -> None
     clients.global_operations.wait(project=P, operation=op.name)
     with pytest.raises(gexc.NotFound):
         clients.snapshots.get(project=P, snapshot="src-before")
+
+
+# ------------------------------------------------------- boot disk swaps
+
+
+def attach_boot(clients: GceClients, instance: str, disk: str, *, auto_delete: bool) -> Any:
+    attached = compute_v1.AttachedDisk(
+        source=f"projects/{P}/zones/{Z}/disks/{disk}",
+        boot=True,
+        auto_delete=auto_delete,
+        device_name="persistent-disk-0",
+    )
+    return clients.instances.attach_disk(
+        project=P, zone=Z, instance=instance, attached_disk_resource=attached
+    )
+
+
+def detach_boot(clients: GceClients, instance: str) -> Any:
+    return clients.instances.detach_disk(
+        project=P, zone=Z, instance=instance, device_name="persistent-disk-0"
+    )
+
+
+def test_a_boot_disk_is_swapped_only_while_the_instance_is_terminated(
+    clients: GceClients,
+) -> None:
+    wait(clients, insert(clients, resource("vm")))
+    wait(clients, insert(clients, resource("spare", auto_delete=False)))
+    wait(clients, clients.instances.delete(project=P, zone=Z, instance="spare"))
+    refusal = "Invalid resource usage: 'To {} the boot disk, the instance must be in TERMINATED"
+    with pytest.raises(gexc.BadRequest) as running:
+        detach_boot(clients, "vm")
+    assert running.value.errors[0]["reason"] == "invalidResourceUsage"
+    assert refusal.format("detach") in running.value.message
+    with pytest.raises(gexc.BadRequest) as in_use:
+        clients.disks.delete(project=P, zone=Z, disk="vm")
+    assert in_use.value.errors[0]["reason"] == "resourceInUseByAnotherResource"
+    assert f"is already being used by '{LINK}/projects/{P}/zones/{Z}/instances/vm'" in (
+        in_use.value.message
+    )
+
+    wait(clients, clients.instances.stop(project=P, zone=Z, instance="vm"))
+    detached = wait(clients, detach_boot(clients, "vm"))
+    assert detached.operation_type == "detachDisk"
+    assert not clients.instances.get(project=P, zone=Z, instance="vm").disks
+    old = clients.disks.get(project=P, zone=Z, disk="vm")
+    assert (old.status, list(old.users)) == ("READY", []), "a detached disk stays, billed"
+    assert old.last_detach_timestamp
+
+    wait(clients, insert(clients, resource("other")))
+    with pytest.raises(gexc.BadRequest) as hot:
+        attach_boot(clients, "other", "spare", auto_delete=True)
+    assert refusal.format("attach") in hot.value.message
+
+    wait(clients, attach_boot(clients, "vm", "spare", auto_delete=True))
+    with pytest.raises(gexc.BadRequest) as taken:
+        attach_boot(clients, "other", "spare", auto_delete=True)
+    assert taken.value.errors[0]["reason"] == "resourceInUseByAnotherResource"
+    (boot,) = clients.instances.get(project=P, zone=Z, instance="vm").disks
+    assert (boot.source.rsplit("/", 1)[-1], boot.boot, boot.auto_delete) == ("spare", True, True)
+    assert clients.disks.get(project=P, zone=Z, disk="spare").last_attach_timestamp
+    wait(clients, clients.instances.start(project=P, zone=Z, instance="vm"))
+    assert clients.instances.get(project=P, zone=Z, instance="vm").status == "RUNNING"
+
+    wait(clients, clients.instances.delete(project=P, zone=Z, instance="vm"))
+    with pytest.raises(gexc.NotFound):
+        clients.disks.get(project=P, zone=Z, disk="spare")  # autoDelete went with it
+    assert not clients.disks.get(project=P, zone=Z, disk="vm").users, "kept until deleted"
+    wait(clients, clients.disks.delete(project=P, zone=Z, disk="vm"))
+    assert [d.name for d in clients.disks.list(project=P, zone=Z)] == ["other"]
+
+
+def snapshot_of(clients: GceClients, disk: str, name: str) -> Any:
+    snap = compute_v1.Snapshot(name=name)
+    op = clients.disks.create_snapshot(project=P, zone=Z, disk=disk, snapshot_resource=snap)
+    creating = clients.snapshots.get(project=P, snapshot=name)
+    assert (creating.storage_bytes, creating.storage_bytes_status) == (0, "UPDATING")
+    wait(clients, op)
+    return clients.snapshots.get(project=P, snapshot=name)
+
+
+def test_snapshot_sizes_and_disks_made_from_a_snapshot(clients: GceClients) -> None:
+    big = resource("src")
+    big.disks[0].initialize_params.disk_size_gb = 20
+    wait(clients, insert(clients, big))
+    snap = snapshot_of(clients, "src", "src-snap")
+    assert snap.disk_size_gb == 20, "the size of the disk it copies"
+    assert 0 < snap.storage_bytes <= 20 * 2**30
+    assert snap.storage_bytes_status == "UP_TO_DATE"
+
+    def disk_from(name: str, ref: str, size: int | None = None) -> Any:
+        disk = compute_v1.Disk(name=name, source_snapshot=ref, labels={"k": "v"})
+        if size is not None:
+            disk.size_gb = size
+        wait(clients, clients.disks.insert(project=P, zone=Z, disk_resource=disk))
+        return clients.disks.get(project=P, zone=Z, disk=name)
+
+    same = disk_from("same", "global/snapshots/src-snap")
+    assert same.size_gb == 20
+    assert same.source_snapshot == f"{LINK}/projects/{P}/global/snapshots/src-snap"
+    assert same.source_snapshot_id == str(snap.id)
+    assert (dict(same.labels), list(same.users)) == ({"k": "v"}, [])
+    assert disk_from("larger", f"projects/{P}/global/snapshots/src-snap", 50).size_gb == 50
+    with pytest.raises(gexc.BadRequest) as smaller:
+        disk_from("smaller", "global/snapshots/src-snap", 10)
+    assert "diskSizeGb" in smaller.value.message
+    with pytest.raises(gexc.BadRequest):
+        disk_from("ghost", "global/snapshots/nope")
+
+
+def test_insert_boots_from_a_snapshot_and_bulk_insert_refuses_one(clients: GceClients) -> None:
+    wait(clients, insert(clients, resource("src")))
+    snap = snapshot_of(clients, "src", "golden")
+    clone = resource("clone")
+    clone.disks[0].initialize_params = compute_v1.AttachedDiskInitializeParams(
+        source_snapshot="global/snapshots/golden", disk_size_gb=30
+    )
+    assert not wait(clients, insert(clients, clone)).error.errors
+    disk = clients.disks.get(project=P, zone=Z, disk="clone")
+    assert (disk.source_snapshot_id, disk.size_gb) == (str(snap.id), 30)
+    assert clients.instances.get(project=P, zone=Z, instance="clone").status == "RUNNING"
+
+    props = compute_v1.InstanceProperties(
+        machine_type="e2-small",
+        disks=[
+            compute_v1.AttachedDisk(
+                boot=True,
+                initialize_params=compute_v1.AttachedDiskInitializeParams(
+                    source_snapshot="global/snapshots/golden"
+                ),
+            )
+        ],
+        network_interfaces=[compute_v1.NetworkInterface(network="global/networks/default")],
+    )
+    body = compute_v1.BulkInsertInstanceResource(
+        instance_properties=props, count=2, name_pattern="bulk-#"
+    )
+    with pytest.raises(gexc.BadRequest) as refused:
+        clients.instances.bulk_insert(
+            project=P, zone=Z, bulk_insert_instance_resource_resource=body
+        )
+    assert "snapshots" in refused.value.message
+    assert names(clients) == ["clone", "src"]
 
 
 def test_machine_types_come_from_the_constructor(clients: GceClients) -> None:

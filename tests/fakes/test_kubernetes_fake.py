@@ -883,3 +883,177 @@ def test_held_starts_stay_pending_pulling_until_released(api: Any, fake: Kuberne
     running(api, "held")
     api.create_namespaced_pod("default", pod_body("after"))
     running(api, "after")
+
+
+# ------------------------------------------------------------ runtime classes
+
+
+@pytest.fixture
+def node_v1(fake: KubernetesFake) -> Any:
+    return client.NodeV1Api(make_api_client(fake))
+
+
+def runtime_class_body(name: str, handler: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "node.k8s.io/v1",
+        "kind": "RuntimeClass",
+        "metadata": {"name": name},
+        "handler": handler,
+        **extra,
+    }
+
+
+def test_runtime_classes_are_cluster_scoped_node_k8s_io_objects(
+    node_v1: Any, fake: KubernetesFake
+) -> None:
+    overhead = {"podFixed": {"memory": "160Mi", "cpu": "250m"}}
+    made = node_v1.create_runtime_class(runtime_class_body("kata", "kata", overhead=overhead))
+    assert (made.handler, made.overhead.pod_fixed) == ("kata", overhead["podFixed"])
+    assert uuid.UUID(made.metadata.uid)
+    node_v1.create_runtime_class(runtime_class_body("gvisor", "runsc"))
+    got = node_v1.read_runtime_class("gvisor")
+    assert (got.api_version, got.kind, got.handler) == ("node.k8s.io/v1", "RuntimeClass", "runsc")
+    assert got.metadata.namespace is None
+    listed = node_v1.list_runtime_class()
+    assert [c.metadata.name for c in listed.items] == ["gvisor", "kata"]
+    events = list(watch.Watch().stream(node_v1.list_runtime_class, timeout_seconds=1))
+    assert [(e["type"], e["object"].metadata.name) for e in events] == [
+        ("ADDED", "gvisor"),
+        ("ADDED", "kata"),
+    ]
+
+    with pytest.raises(ApiException) as dup:
+        node_v1.create_runtime_class(runtime_class_body("gvisor", "runsc"))
+    assert dup.value.status == 409
+    assert status_body(dup.value)["message"] == 'runtimeclasses.node.k8s.io "gvisor" already exists'
+    with pytest.raises(ApiException) as invalid:
+        node_v1.create_runtime_class(runtime_class_body("bad", "Not_A_Label"))
+    assert invalid.value.status == 422
+    body = status_body(invalid.value)
+    assert body["message"].startswith('RuntimeClass.node.k8s.io "bad" is invalid: handler:')
+    assert body["details"]["causes"][0]["field"] == "handler"
+
+    gone = node_v1.delete_runtime_class("gvisor")
+    assert (gone.status, gone.details.name, gone.details.kind) == (
+        "Success",
+        "gvisor",
+        "runtimeclasses",
+    )
+    with pytest.raises(ApiException) as missing:
+        node_v1.read_runtime_class("gvisor")
+    assert missing.value.status == 404
+    assert status_body(missing.value)["message"] == 'runtimeclasses.node.k8s.io "gvisor" not found'
+    assert status_body(missing.value)["details"]["kind"] == "runtimeclasses"
+    assert fake.verb_count("get", "runtimeclasses") == 2
+    assert fake.verb_count("create", "runtimeclasses") == 4
+
+
+def test_the_node_group_is_in_api_discovery(fake: KubernetesFake) -> None:
+    api_client = make_api_client(fake)
+    groups = client.ApisApi(api_client).get_api_versions()
+    (node,) = [g for g in groups.groups if g.name == "node.k8s.io"]
+    assert node.preferred_version.group_version == "node.k8s.io/v1"
+    resources = client.NodeV1Api(api_client).get_api_resources()
+    (runtime_classes,) = resources.resources
+    assert (runtime_classes.name, runtime_classes.kind) == ("runtimeclasses", "RuntimeClass")
+    assert runtime_classes.namespaced is False
+    assert {"create", "get", "list", "delete"} <= set(runtime_classes.verbs)
+
+
+def test_a_pod_naming_a_missing_runtime_class_is_refused_at_admission(
+    api: Any, fake: KubernetesFake
+) -> None:
+    for dry_run in ("All", None):
+        with pytest.raises(ApiException) as refused:
+            api.create_namespaced_pod(
+                "default", pod_body("boxed", runtimeClassName="gvisor"), dry_run=dry_run
+            )
+        assert refused.value.status == 403
+        body = status_body(refused.value)
+        assert body["reason"] == "Forbidden"
+        assert body["message"] == (
+            'pods "boxed" is forbidden: pod rejected: RuntimeClass "gvisor" not found'
+        )
+        assert body["details"] == {"name": "boxed", "kind": "pods"}
+    assert fake.pods() == []
+    fake.add_runtime_class("gvisor", "runsc")
+    made = api.create_namespaced_pod("default", pod_body("boxed", runtimeClassName="gvisor"))
+    assert made.spec.runtime_class_name == "gvisor"
+    assert made.spec.overhead is None
+    running(api, "boxed")
+
+
+def test_admission_applies_the_class_overhead_and_scheduling(
+    api: Any, fake: KubernetesFake
+) -> None:
+    fake.add_runtime_class(
+        "kata",
+        "kata",
+        overhead={"memory": "160Mi", "cpu": "250m"},
+        scheduling={"nodeSelector": {"katacontainers.io/kata-runtime": "true"}},
+    )
+    made = api.create_namespaced_pod("default", pod_body("vm", runtimeClassName="kata"))
+    assert made.spec.overhead == {"memory": "160Mi", "cpu": "250m"}
+    assert made.spec.node_selector == {"katacontainers.io/kata-runtime": "true"}
+    refusals = {
+        "other-overhead": (
+            {"runtimeClassName": "kata", "overhead": {"memory": "1Gi"}},
+            "pod rejected: Pod's Overhead doesn't match RuntimeClass's defined Overhead",
+        ),
+        "no-class-overhead": (
+            {"overhead": {"memory": "1Gi"}},
+            "pod rejected: Pod Overhead set without corresponding RuntimeClass defined Overhead",
+        ),
+        "clash": (
+            {"runtimeClassName": "kata", "nodeSelector": {"katacontainers.io/kata-runtime": "no"}},
+            "conflict: runtimeClass.scheduling.nodeSelector[katacontainers.io/kata-runtime] = "
+            "true; pod.spec.nodeSelector[katacontainers.io/kata-runtime] = no",
+        ),
+    }
+    for name, (spec, why) in refusals.items():
+        with pytest.raises(ApiException) as refused:
+            api.create_namespaced_pod("default", pod_body(name, **spec))
+        assert refused.value.status == 403
+        assert status_body(refused.value)["message"] == f'pods "{name}" is forbidden: {why}'
+    # The same overhead, written another way, is accepted.
+    same = {"memory": "167772160", "cpu": "0.25"}
+    assert api.create_namespaced_pod(
+        "default", pod_body("same", runtimeClassName="kata", overhead=same)
+    ).spec.overhead == {"memory": "160Mi", "cpu": "250m"}
+
+
+def test_the_scheduler_counts_the_pod_overhead() -> None:
+    with KubernetesFake(token=TOKEN, node_cpu="2") as fake:
+        api = client.CoreV1Api(make_api_client(fake))
+        fake.add_runtime_class("kata", "kata", overhead={"cpu": "250m"})
+        fits = {"requests": {"cpu": "1900m"}}
+        api.create_namespaced_pod("default", pod_body("runc", resources=fits))
+        running(api, "runc")
+        api.delete_namespaced_pod("runc", "default", grace_period_seconds=0)
+        api.create_namespaced_pod(
+            "default", pod_body("kata", resources=fits, runtimeClassName="kata")
+        )
+
+        def condition() -> Any:
+            conditions = api.read_namespaced_pod("kata", "default").status.conditions or []
+            return next((c for c in conditions if c.type == "PodScheduled"), None)
+
+        scheduled = wait_for(condition)
+        assert (scheduled.status, scheduled.reason) == ("False", "Unschedulable")
+        assert "1 Insufficient cpu" in scheduled.message
+
+
+def test_a_forbidden_rule_answers_as_rbac_does(node_v1: Any, fake: KubernetesFake) -> None:
+    fake.add_runtime_class("gvisor", "runsc")
+    fake.forbid("get", "runtimeclasses", "node.k8s.io")
+    with pytest.raises(ApiException) as forbidden:
+        node_v1.read_runtime_class("gvisor")
+    assert forbidden.value.status == 403
+    body = status_body(forbidden.value)
+    assert body["message"] == (
+        'runtimeclasses.node.k8s.io "gvisor" is forbidden: User "vmkit-fake" cannot get '
+        'resource "runtimeclasses" in API group "node.k8s.io" at the cluster scope'
+    )
+    assert body["details"] == {"name": "gvisor", "group": "node.k8s.io", "kind": "runtimeclasses"}
+    # Only that verb: listing is still allowed.
+    assert [c.metadata.name for c in node_v1.list_runtime_class().items] == ["gvisor"]

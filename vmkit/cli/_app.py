@@ -26,7 +26,6 @@ from vmkit.cli._output import (
     make_console,
     plan_view,
     providers_table,
-    snapshots_table,
     watch_fleet,
 )
 from vmkit.cli._progress import deploy_with_progress
@@ -471,35 +470,6 @@ def logs(machine_id: str, target: _Target) -> None:
 
 
 @cli.command()
-@click.argument("machine_id", metavar="ID")
-@click.argument("name")
-@_with_provider
-@_OUTPUT
-def snapshot(machine_id: str, name: str, target: _Target, output: str) -> None:
-    """Snapshot a machine's boot disk as NAME."""
-    snap = target.connect().snapshot(machine_id, name)
-    if output == "json":
-        _print_json(snap.to_dict())
-    else:
-        click.echo(f"snapshot {snap.name} ({snap.id}) of {machine_id}: {snap.state}")
-
-
-@cli.command()
-@_with_provider
-@click.option("-w", "--workload", help="Only this workload's snapshots.")
-@_OUTPUT
-def snapshots(target: _Target, workload: str | None, output: str) -> None:
-    """List the snapshots vmkit made, newest first."""
-    found = target.connect().snapshots(workload)
-    if output == "json":
-        _print_json([s.to_dict() for s in found])
-    elif found:
-        _stdout().print(snapshots_table(found))
-    else:
-        click.echo("no snapshots")
-
-
-@cli.command()
 @click.argument("workload")
 @_with_provider
 @click.option("--snapshots", "with_snapshots", is_flag=True, help="Delete its snapshots too.")
@@ -511,6 +481,8 @@ def destroy(workload: str, target: _Target, with_snapshots: bool, yes: bool) -> 
     """
     provider = target.connect()
     machines = provider.list(workload)
+    # A provider without snapshots has none to delete: destroy skips them there.
+    with_snapshots = with_snapshots and "snapshot" in provider.capabilities
     doomed_snapshots = provider.snapshots(workload) if with_snapshots else []
     if not yes and _interactive():
         what = f"{len(machines)} machine(s)"
@@ -578,8 +550,9 @@ def schema() -> None:
 def demo(file: Path) -> None:
     """Run FILE's workload through its life on simulated clouds (no account needed).
 
-    Deploys it, stops and starts a machine, snapshots it, lists the
-    snapshots, and destroys everything. FILE defaults to examples/web.yaml.
+    Deploys it, stops and starts a machine, snapshots it and rolls it back
+    to the snapshot, then destroys everything, snapshots included. FILE
+    defaults to examples/web.yaml.
     """
     from vmkit.cli._demo import run_demo
 

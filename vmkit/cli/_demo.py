@@ -3,9 +3,13 @@
 Each target is a simulated cloud (a context manager yielding the provider's
 connect() config) and the provider to connect to it. The demo deploys the
 workload on every target, shows one fleet table across them, then on each
-target stops and starts a machine, snapshots it, lists the snapshots and
-destroys the fleet, checking that nothing is left. Adding a cloud to the
-demo is adding a target to :func:`demo_targets`.
+VM target stops and starts a machine, snapshots it, lists the snapshots and
+rolls the machine back to its snapshot, showing that it keeps its name and
+private IP on a new boot disk; on a container target it deploys the workload
+again with ``isolation="sandbox"`` and shows the pods' RuntimeClass. Last it
+destroys each fleet (its snapshots stay, as backups), deletes the snapshots
+and checks that nothing is left.
+Adding a cloud to the demo is adding a target to :func:`demo_targets`.
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from rich.text import Text
 
 from vmkit.cli._output import fleet_table, snapshots_table
 from vmkit.cli._progress import deploy_with_progress
-from vmkit.errors import ConfigError, ProviderError
-from vmkit.machine import Machine
+from vmkit.errors import ConfigError, ProviderError, Unsupported
+from vmkit.machine import Machine, Snapshot
 from vmkit.provider import Provider
 from vmkit.registry import connect
 from vmkit.spec import Workload
@@ -30,6 +34,9 @@ from vmkit.spec import Workload
 __all__ = ["DemoTarget", "demo_targets", "run_demo"]
 
 _TESTING_HINT = 'the demo needs the simulators: pip install "vmkit[all,testing]"'
+
+#: The name of the snapshot the demo takes and rolls a machine back to.
+ROLLBACK_POINT = "before-upgrade"
 
 
 @dataclass(frozen=True)
@@ -77,7 +84,7 @@ class _Demo:
         self.console.print(Text(message, style="bold"))
 
     def lifecycle(self, label: str, provider: Provider, machine: Machine) -> None:
-        """Stop, start and snapshot one machine, as far as the provider can."""
+        """Stop, start, snapshot and roll back one machine, as far as the provider can."""
         self.heading(f"{label}: lifecycle of {machine.name}")
         capabilities = provider.capabilities
         if {"stop", "start"} <= capabilities:
@@ -87,24 +94,70 @@ class _Demo:
             self.say(f"started {machine.name} ({machine.id}): {machine.state.value}")
         else:
             self.say(f"{provider.name} cannot stop machines: skipped")
-        if "snapshot" in capabilities:
-            snap = machine.snapshot(f"{self.workload.name}-demo")
-            self.say(f"snapshot {snap.name} ({snap.id}) of {machine.name}: {snap.state}")
-            self.console.print(snapshots_table(provider.snapshots(self.workload.name)))
-        else:
+        if "snapshot" not in capabilities:
             self.say(f"{provider.name} cannot snapshot machines: skipped")
+            if provider.kind == "container":
+                self.isolate(provider)
+            return
+        snap = machine.snapshot(ROLLBACK_POINT)
+        self.say(f"snapshot {snap.name} ({snap.id}) of {machine.name}: {snap.state}")
+        self.console.print(snapshots_table(provider.snapshots(self.workload.name)))
+        if "restore" in capabilities:
+            self.rollback(machine, snap)
+
+    def rollback(self, machine: Machine, snap: Snapshot) -> None:
+        """Restore ``machine`` from ``snap``; say what it kept and what changed."""
+        restored = machine.restore(snap)
+        kept, changed = [], []
+        if restored.name == machine.name:
+            kept.append("name")
+        else:
+            changed.append(f"name {machine.name} -> {restored.name}")
+        if restored.private_ip == machine.private_ip:
+            if machine.private_ip is not None:
+                kept.append(f"private IP {machine.private_ip}")
+        else:
+            changed.append(f"private IP {machine.private_ip} -> {restored.private_ip}")
+        disk_before, disk_after = _boot_disk(machine), _boot_disk(restored)
+        if disk_before is not None and disk_after is not None:
+            changed.append(f"boot disk {disk_before} -> {disk_after}")
+        parts = ([f"kept its {' and '.join(kept)}"] if kept else []) + changed
+        parts.append(restored.state.value)
+        self.say(f"restored {restored.name} from {snap.name}: {', '.join(parts)}")
+
+    def isolate(self, provider: Provider) -> None:
+        """Deploy the workload again with ``isolation="sandbox"``: its pods are
+        replaced by pods under the sandbox RuntimeClass, where the cluster has one."""
+        sandboxed = self.workload.model_copy(update={"isolation": "sandbox"})
+        try:
+            pods = provider.deploy(sandboxed)
+        except Unsupported as exc:
+            self.say(f'isolation="sandbox" skipped: {exc}')
+            return
+        names = ", ".join(p.name for p in pods)
+        classes = ", ".join(sorted({_runtime_class(p) or "(the default)" for p in pods}))
+        self.say(
+            f'redeployed {sandboxed.name} with isolation="sandbox": {names} now run under '
+            f"RuntimeClass {classes}"
+        )
 
     def destroy(self, label: str, provider: Provider) -> None:
-        """Destroy the fleet with its snapshots and check nothing is left."""
+        """Destroy the fleet, which keeps its snapshots; delete them; check nothing is left."""
         name = self.workload.name
         self.heading(f"{label}: destroy {name}")
-        snapshots = provider.snapshots(name)
-        removed = provider.destroy(name, snapshots=True)
+        removed = provider.destroy(name)
         machines = ", ".join(f"{m.name} ({m.id})" for m in removed) or "none"
         self.say(f"removed {len(removed)} machine(s): {machines}")
-        self.say(f"removed {len(snapshots)} snapshot(s)")
+        has_snapshots = "snapshot" in provider.capabilities
+        if has_snapshots:
+            kept = provider.snapshots(name)
+            names = ", ".join(s.name for s in kept) or "none"
+            self.say(f"kept {len(kept)} snapshot(s), as backups: {names}")
+            for snap in kept:
+                snap.delete()
+            self.say(f"deleted {len(kept)} snapshot(s)")
         left = provider.list(name)
-        left_snapshots = provider.snapshots(name)
+        left_snapshots = provider.snapshots(name) if has_snapshots else []
         if left or left_snapshots:
             raise ProviderError(
                 f"demo: {len(left)} machine(s) and {len(left_snapshots)} snapshot(s) of "
@@ -112,6 +165,41 @@ class _Demo:
                 provider=provider.name,
             )
         self.say(f"nothing left of {name} on {label}")
+
+
+def _runtime_class(pod: Machine) -> str | None:
+    """The RuntimeClass a pod runs under, from the Pod the API server returned
+    (``spec.runtimeClassName``, kubernetes.io/docs/reference/kubernetes-api/
+    workload-resources/pod-v1/); None for the cluster's default runtime."""
+    spec = pod.raw.get("spec")
+    name = spec.get("runtimeClassName") if isinstance(spec, dict) else None
+    return str(name) if name else None
+
+
+def _boot_disk(machine: Machine) -> str | None:
+    """The name of a VM's boot disk, read from the cloud's own record
+    (``Machine.raw``), or None for a record of another shape."""
+    raw = machine.raw
+    # EC2 DescribeInstances: the block device mapping at RootDeviceName
+    # (docs.aws.amazon.com/AWSEC2/latest/APIReference/API_InstanceBlockDeviceMapping.html).
+    root = raw.get("RootDeviceName")
+    for mapping in raw.get("BlockDeviceMappings") or ():
+        if root is not None and mapping.get("DeviceName") == root:
+            volume = (mapping.get("Ebs") or {}).get("VolumeId")
+            return str(volume) if volume else None
+    # Compute Engine instances.get: the disk with "boot": true; "source" is the
+    # disk's URL (cloud.google.com/compute/docs/reference/rest/v1/instances).
+    for disk in raw.get("disks") or ():
+        if disk.get("boot") and disk.get("source"):
+            return str(disk["source"]).rsplit("/", 1)[-1]
+    # Azure Virtual Machines - Get: properties.storageProfile.osDisk.name
+    # (learn.microsoft.com/en-us/rest/api/compute/virtual-machines/get).
+    properties = raw.get("properties")
+    if isinstance(properties, dict):
+        os_disk = (properties.get("storageProfile") or {}).get("osDisk") or {}
+        if os_disk.get("name"):
+            return str(os_disk["name"])
+    return None
 
 
 def run_demo(

@@ -25,6 +25,7 @@ from rich.text import Text
 
 from vmkit.machine import Machine, MachineState, Snapshot
 from vmkit.provider import Plan
+from vmkit.spec import format_size
 
 if TYPE_CHECKING:
     from vmkit._fleet import Fleet
@@ -288,22 +289,38 @@ def plan_view(plan: Plan, location: str) -> Group:
     return Group(*parts)
 
 
+#: Snapshot ids longer than this fold in the table rather than push the other columns out.
+_FOLDED_ID = 40
+
+
 def snapshots_table(snapshots: Sequence[Snapshot], *, now: datetime | None = None) -> Table:
-    """Snapshots, newest first as the provider returns them."""
-    columns = ("provider", "workload", "name", "id", "machine", "state", "age")
+    """Snapshots, newest first as the provider returns them: id, name,
+    workload, machine (the id of the machine it copies), replica, size (of
+    the copied disk), state and age; "-" where the cloud does not say.
+
+    Ids are shown whole, to be copied, unless one is longer than
+    ``_FOLDED_ID`` characters (an Azure snapshot id is an ARM path of some
+    150): the id and machine columns then fold to leave the id room, and
+    ``vmkit restore`` takes the name.
+    """
+    columns = ("id", "name", "workload", "machine", "replica", "size", "state", "age")
     rows = [
         (
-            _cell(s.provider),
-            _cell(s.workload),
-            _cell(s.name),
             _cell(s.id),
+            _cell(s.name),
+            _cell(s.workload),
             _cell(s.machine_id),
+            _cell(s.replica),
+            _cell(format_size(s.size * 2**30) if s.size is not None else None),
             _cell(s.state),
             _cell(format_age(s.created_at, now)),
         )
         for s in snapshots
     ]
-    return _table(columns, rows)
+    whole = {"name", "state"}
+    if all(len(s.id) <= _FOLDED_ID for s in snapshots):
+        whole |= {"id", "machine"}
+    return _table(columns, rows, whole=frozenset(whole))
 
 
 def orphans_table(records: Sequence[Mapping[str, Any]]) -> Table:

@@ -12,6 +12,10 @@ script with every element in single quotes and each ``'`` written as
 ``'\\''`` (``shellify`` in cloudinit/util.py, used by cc_runcmd.py): inside
 POSIX single quotes no character is special, so the argv survives intact.
 Only NUL cannot be carried (C strings), and is refused.
+
+PyYAML and the email package's MIME classes are imported by the functions that
+use them: every VM backend imports this module, and listing machines needs
+neither (about 10 ms and 3 ms of import after boto3's).
 """
 
 from __future__ import annotations
@@ -20,15 +24,13 @@ import email
 import email.message
 import hashlib
 from collections.abc import Mapping
-from email.mime.base import MIMEBase
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from vmkit.errors import SpecError
 from vmkit.spec import Workload
+
+if TYPE_CHECKING:
+    from email.mime.base import MIMEBase
 
 __all__ = ["CLOUD_CONFIG_HEADER", "docker_run_argv", "merge_cloud_config", "render_cloud_init"]
 
@@ -94,11 +96,15 @@ def _container_config(workload: Workload) -> dict[str, Any]:
 def _dump(config: Mapping[str, Any]) -> str:
     # ASCII output with \u escapes: with allow_unicode=True PyYAML writes U+0085
     # (NEL) raw and reads it back as a line break, so a value would change.
+    import yaml
+
     body = yaml.safe_dump(dict(config), sort_keys=False, allow_unicode=False, width=2**16)
     return f"{CLOUD_CONFIG_HEADER}\n{body}"
 
 
 def _parse_cloud_config(text: str, field: str = "user_data") -> dict[str, Any]:
+    import yaml
+
     try:
         loaded = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -217,11 +223,15 @@ def _part_text(part: email.message.Message) -> str:
 def _text_part(text: str, subtype: str) -> MIMEBase:
     # 7bit ASCII stays readable and small (EC2 user data is capped at 16KiB);
     # anything else is utf-8, which the email package base64-encodes.
+    from email.mime.text import MIMEText
+
     charset = "us-ascii" if text.isascii() else "utf-8"
     return MIMEText(text, subtype, charset)
 
 
 def _pack(parts: list[email.message.Message]) -> str:
+    from email.mime.multipart import MIMEMultipart
+
     body = "".join(part.as_string() for part in parts)
     # A boundary derived from the content keeps the output deterministic; it
     # cannot occur in that content without the content containing its own hash.

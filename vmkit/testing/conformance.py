@@ -221,28 +221,68 @@ class ProviderConformance:
         assert rebooted.name == machine.name
 
     def test_snapshot_restore_and_delete(self, provider: Provider, make: WorkloadFactory) -> None:
-        workload = make("snap", replicas=1)
+        workload = make("snap", replicas=1, labels={"team": "conformance"})
         (machine,) = provider.deploy(workload)
         if not self._optional(provider, "snapshot"):
             with pytest.raises(Unsupported):
                 machine.snapshot("before")
-            assert provider.snapshots(workload.name) == []
+            with pytest.raises(Unsupported):
+                provider.snapshots(workload.name)
             return
         snap = machine.snapshot("before")
-        assert snap.workload == workload.name
-        assert snap.machine_id == machine.id
+        assert (snap.workload, snap.machine_id, snap.machine) == (
+            workload.name,
+            machine.id,
+            machine.id,
+        )
+        assert snap.replica == machine.replica
+        assert snap.size is None or snap.size > 0
+        assert snap.provider == provider.name
         assert [s.id for s in provider.snapshots(workload.name)] == [snap.id]
+        assert snap.id in [s.id for s in provider.snapshots()]
         if self._optional(provider, "restore"):
             restored = machine.restore(snap)
-            assert (restored.id, restored.name, restored.replica) == (
-                machine.id,
-                machine.name,
-                machine.replica,
-            )
+            kept = ("id", "name", "replica", "workload", "labels", "private_ip")
+            assert [getattr(restored, f) for f in kept] == [getattr(machine, f) for f in kept]
             assert restored.state == MachineState.RUNNING
+            assert not provider.plan(workload).changes, "a restored replica is kept"
+        else:
+            with pytest.raises(Unsupported):
+                machine.restore(snap)
         snap.delete()
         assert provider.snapshots(workload.name) == []
         snap.delete()  # idempotent
+
+    def test_snapshots_survive_destroy_and_gc(
+        self, provider: Provider, make: WorkloadFactory
+    ) -> None:
+        if not self._optional(provider, "snapshot"):
+            pytest.skip(f"{provider.name} has no snapshots")
+        workload = make("keep", replicas=1)
+        (machine,) = provider.deploy(workload)
+        snap = machine.snapshot("backup")
+        provider.destroy(workload.name)
+        assert [s.id for s in provider.snapshots(workload.name)] == [snap.id], (
+            "snapshots are backups: destroy keeps them"
+        )
+        orphans = provider.gc(workload.name, dry_run=True)
+        assert snap.id not in [o.id for o in orphans], "gc never deletes a snapshot"
+        provider.gc(workload.name)
+        assert [s.id for s in provider.snapshots(workload.name)] == [snap.id]
+        provider.destroy(workload.name, snapshots=True)
+        assert provider.snapshots(workload.name) == []
+
+    def test_clone_from_a_snapshot(self, provider: Provider, make: WorkloadFactory) -> None:
+        if not self._optional(provider, "snapshot"):
+            pytest.skip(f"{provider.name} has no snapshots")
+        (machine,) = provider.deploy(make("orig", replicas=1))
+        snap = machine.snapshot("golden")
+        clone = make("clone", replicas=2, os_image=snap.id)
+        clones = provider.deploy(clone)
+        assert [m.replica for m in clones] == [0, 1]
+        assert all(m.state == MachineState.RUNNING for m in clones)
+        assert not set(self._ids(clones)) & {machine.id}
+        assert not provider.plan(clone).changes, "a clone converges like any workload"
 
     def test_logs_are_text(self, provider: Provider, make: WorkloadFactory) -> None:
         (machine,) = provider.deploy(make("logs", replicas=1))

@@ -94,16 +94,21 @@ def simulated_aws(region: str = "us-east-1") -> Iterator[dict[str, Any]]:
 
     AMI ids and instance types are validated as EC2 does; the SSM public
     parameters of the portable images are seeded (see :func:`seed_aws_images`)
-    so ``ubuntu-22.04`` and friends resolve exactly as on AWS. Yields the
+    so ``ubuntu-22.04`` and friends resolve exactly as on AWS; root volume
+    replacement tasks work (:mod:`vmkit.testing.fakes.moto_ext`). Yields the
     ``connect("aws", ...)`` config, with a short ``poll_interval``. The
     environment and moto's settings are restored on exit.
     """
     import boto3
     from moto import mock_aws
 
+    from vmkit.testing.fakes import moto_ext
+
     try:
         with _environment(AWS_SIM_ENVIRONMENT):
             _reload_moto_settings()
+            # Root volume replacement tasks, which moto lacks (see moto_ext).
+            moto_ext.install()
             with mock_aws():
                 seed_aws_images(boto3.client("ec2", region_name=region), region)
                 yield {"region": region, "poll_interval": 0.05}

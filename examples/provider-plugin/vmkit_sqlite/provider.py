@@ -131,6 +131,7 @@ class SqliteProvider(Provider):
                     # is stored in the file, so it is set once for every process.
                     conn.execute("PRAGMA journal_mode=WAL")
                     conn.executescript(SCHEMA.read_text(encoding="utf-8"))
+                    _add_snapshot_columns(conn)
                     self._schema_ready = True
         except BaseException:
             conn.close()
@@ -384,10 +385,11 @@ class SqliteProvider(Provider):
                 "workload": current.workload,
                 "machine_id": current.id,
                 "created_at": now,
+                "replica": current.replica,
             }
             conn.execute(
-                "INSERT INTO snapshots (id, name, workload, machine_id, created_at) "
-                "VALUES (:id, :name, :workload, :machine_id, :created_at)",
+                "INSERT INTO snapshots (id, name, workload, machine_id, created_at, replica) "
+                "VALUES (:id, :name, :workload, :machine_id, :created_at, :replica)",
                 row,
             )
             self._console(conn, current.id, now, f"snapshot {name} ({row['id']}) taken")
@@ -427,3 +429,10 @@ class SqliteProvider(Provider):
             True,
             lambda c: c.execute("DELETE FROM snapshots WHERE id = ?", (snapshot_id,)),
         )
+
+
+def _add_snapshot_columns(conn: sqlite3.Connection) -> None:
+    """A file made before snapshots recorded their replica gets the column."""
+    present = {row["name"] for row in conn.execute("PRAGMA table_info(snapshots)")}
+    if "replica" not in present:
+        conn.execute("ALTER TABLE snapshots ADD COLUMN replica INTEGER")

@@ -63,5 +63,6 @@ CREATE TABLE IF NOT EXISTS snapshots (
     name        TEXT NOT NULL,
     workload    TEXT NOT NULL,
     machine_id  TEXT NOT NULL,
-    created_at  REAL NOT NULL
+    created_at  REAL NOT NULL,
+    replica     INTEGER
 );

@@ -184,6 +184,7 @@ def row_to_snapshot(row: Mapping[str, Any]) -> Snapshot:
         machine_id=row["machine_id"],
         state="available",
         created_at=_when(row["created_at"]),
+        replica=row.get("replica"),
         raw=dict(row),
     )
 

@@ -4,7 +4,9 @@ A resource counts only when it carries vmkit's ``vmkit-workload`` tag AND is
 of a kind and name vmkit makes: the workload's security group and key pair
 (``vmkit-<workload>``), the EBS volumes vmkit tags (root volumes through
 RunInstances' TagSpecifications, restored ones through CreateVolume), and
-instances it launched. Images and EBS snapshots are backups and never count.
+instances it launched that no replica claims (see
+``translate.instance_replica``). Images and EBS snapshots are backups and
+never count.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def find_orphans(provider: AwsProvider, workload: str | None) -> list[Orphan]:
             m.id,
             m.name,
             m.workload,
-            "launched by vmkit but never tagged with a replica (an interrupted deploy)",
+            "launched by vmkit with no replica (an interrupted deploy)",
             m.raw,
         )
         for m in debris

@@ -9,7 +9,7 @@ from __future__ import annotations
 import builtins
 import copy
 import logging
-import re
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,10 +17,10 @@ from typing import Any
 
 from botocore.config import Config
 
-from vmkit.catalog import PORTABLE_IMAGES, fitting_types, resolve_image, resolve_instance_type
+from vmkit.catalog import fitting_types, resolve_instance_type
 from vmkit.errors import AuthError, ConfigError, NotFound, ProviderError, QuotaExceeded, SpecError
 from vmkit.machine import Machine, MachineState, Orphan, Snapshot
-from vmkit.provider import WORKLOAD_TAG, CreateRequest, PartialCreate, Provider, ownership_labels
+from vmkit.provider import WORKLOAD_TAG, CreateRequest, PartialCreate, Provider
 from vmkit.providers.aws import translate as tr
 from vmkit.providers.aws.errors import AwsErrors, aws_error_code
 from vmkit.providers.aws.images import Images
@@ -38,7 +38,9 @@ log = logging.getLogger(__name__)
 # when the group is created by the deploy itself; the body then carries this
 # marker and _create swaps in the id (the only field a plan may not show).
 GROUP_ID_PENDING = "resolve:security-group/"
-# CreateTags calls in flight at once when tagging a batch.
+# CreateTags in flight at once when instances are tagged one by one. Also
+# the client's connection pool: botocore keeps 10 (Config.max_pool_connections,
+# botocore/config.py) and a busier client opens and drops connections.
 TAG_WORKERS = 16
 # Candidates per DescribeInstanceTypeOfferings filter (EC2 caps filter values).
 OFFERING_CHUNK = 100
@@ -70,10 +72,21 @@ class AwsProvider(Provider):
 
     * Replicas of one deploy are launched by ONE ``RunInstances``
       (``MinCount == MaxCount``) whose ``ClientToken`` is a fresh uuid4 per
-      deploy call and is resent unchanged on retries; each instance is then
-      tagged with its replica index and ``Name`` (``CreateTags``), in
-      ``AmiLaunchIndex`` order. An instance that cannot be tagged is
-      terminated and its replica reported failed; the others stay.
+      deploy call and is resent unchanged on retries. It tags every instance
+      and root volume with the workload's tags and the list of its replicas
+      (``vmkit-replicas``, e.g. ``0-199``): EC2 numbers the instances of a
+      launch by ``AmiLaunchIndex`` (in RunInstances and DescribeInstances
+      answers alike), and the instance with index *i* is the list's *i*-th
+      replica. No request per instance. A list longer than a tag value (256
+      characters: scattered missing replicas) is cut into several launches.
+    * Names are ``<workload>-<replica>``; the ``Name`` tag (EC2's console) is
+      the workload's name on every instance, as a launch tags all alike.
+    * A ``vmkit-replica`` tag wins over the launch list. Instances made by an
+      earlier vmkit carry it, and so do those launched through an endpoint
+      whose RunInstances answer lacks ``AmiLaunchIndex``: vmkit then tags
+      each (``CreateTags``: ``vmkit-replica``, ``Name`` ``<workload>-<i>``),
+      in the answer's order; an instance that cannot be tagged is terminated
+      and its replica reported failed, the others stay.
     * When EC2 lacks the capacity for the whole batch
       (``InsufficientInstanceCapacity``), a second ``RunInstances`` with
       ``MinCount`` 1 launches what it has room for; the replicas left out
@@ -84,13 +97,16 @@ class AwsProvider(Provider):
     * Each workload owns a security group ``vmkit-<workload>`` opening only the
       declared ports (and 22/tcp only with ``ssh_public_key``, imported as key
       pair ``vmkit-<workload>``); a deploy brings an existing group's rules back
-      to exactly that set.
+      to exactly that set, and deletes the key pair once the spec has no key.
+      ``destroy`` deletes the group and key pair its instances used (no
+      look-up), else those tagged with the workload; ``gc`` finds any other
+      (a group in a VPC the workload left, say).
     * ``options["aws"]``: ``instance_type`` (always wins), ``arch``
       (``"x86_64"`` or ``"arm64"``), ``subnet_id`` (else the default VPC),
       ``vpc_id`` (checked against the subnet's), ``ingress_cidrs`` (instead of
       anywhere).
-    * ``isolation`` is a Kubernetes-only field: an EC2 instance is already a
-      VM of its own, so every value is accepted and ignored.
+    * ``isolation``: an EC2 instance is already a VM of its own, so every
+      value is accepted (and recorded in the ``vmkit-isolation`` tag).
     * Snapshots are AMIs (``CreateImage`` with ``NoReboot``); a snapshot's id
       is the AMI id.
     """
@@ -136,9 +152,16 @@ class AwsProvider(Provider):
         # underneath it. In a client Config, "max_attempts" counts retries
         # (1 would mean two tries) while "total_max_attempts" counts tries,
         # first included (botocore/config.py, Config docstring).
-        config = Config(retries={"total_max_attempts": 1, "mode": "standard"})
-        self._ec2: Any = session.client("ec2", config=config, endpoint_url=endpoint_url)
-        self._ssm: Any = session.client("ssm", config=config, endpoint_url=endpoint_url)
+        self._config = Config(
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            max_pool_connections=TAG_WORKERS,
+        )
+        self._session = session
+        self._endpoint_url = endpoint_url
+        self._ec2: Any = session.client("ec2", config=self._config, endpoint_url=endpoint_url)
+        # Only image resolution needs SSM: its client (~25 ms to build) is made then.
+        self._ssm: Any = None
+        self._ssm_lock = threading.Lock()
         self._network = Network(self)
         self._images = Images(self)
 
@@ -179,14 +202,19 @@ class AwsProvider(Provider):
 
     @property
     def ssm_client(self) -> Any:
-        """The boto3 SSM client used for public image parameters."""
-        return self._ssm
+        """The boto3 SSM client used for public image parameters (made on first use)."""
+        with self._ssm_lock:
+            if self._ssm is None:
+                self._ssm = self._session.client(
+                    "ssm", config=self._config, endpoint_url=self._endpoint_url
+                )
+            return self._ssm
 
     # -------------------------------------------------------------- validation
 
     def _validate(self, workload: Workload) -> None:
         options = tr.parse_options(workload)
-        _image_reference(workload.os_image, options.arch)
+        tr.image_reference(workload.os_image, options.arch)
         if options.instance_type is None:
             resolve_instance_type("aws", workload.resources, arch=options.arch, available=None)
         user_data = render_cloud_init(workload)
@@ -221,7 +249,9 @@ class AwsProvider(Provider):
         # Terminated instances are listed too (EC2 shows them for about an
         # hour): waiting must see a replica that died while starting, at once.
         # Provider.list and convergence leave them out.
-        return [tr.to_machine(i) for i in self._describe_instances(Filters=[owner])]
+        instances = list(self._describe_instances(Filters=[owner]))
+        self._network.observe(instances, workload)
+        return [tr.to_machine(i) for i in instances]
 
     def _failure_reason(self, machine: Machine) -> str:
         # StateReason says why an instance stopped or terminated, e.g.
@@ -245,9 +275,16 @@ class AwsProvider(Provider):
         self, workload: Workload, replicas: Sequence[int]
     ) -> builtins.list[CreateRequest]:
         options = tr.parse_options(workload)
-        image_id = self._image_id(workload, options.arch)
-        root_device = self._images.root_device(image_id)
-        instance_type = options.instance_type or self._instance_type(workload, options.arch)
+        # The instance type does not depend on the image: both look-ups at once.
+        with ThreadPoolExecutor(1, thread_name_prefix="vmkit-aws-plan") as pool:
+            sized = (
+                pool.submit(self._instance_type, workload, options.arch)
+                if options.instance_type is None
+                else None
+            )
+            image_id = self._image_id(workload, options.arch)
+            root_device = self._images.root_device(image_id)
+            instance_type = options.instance_type or (sized.result() if sized else "")
         group = tr.security_group_name(workload.name)
         group_id: str | None = None
         vpc_id: str | None = None
@@ -255,28 +292,32 @@ class AwsProvider(Provider):
             vpc_id = self._network.subnet_vpc(options)
             found = self._network.find_group(group, vpc_id)
             group_id = found["GroupId"] if found else GROUP_ID_PENDING + group
-        body = tr.run_instances_body(
-            workload,
-            count=len(replicas),
-            image_id=image_id,
-            instance_type=instance_type,
-            root_device=root_device,
-            client_token=str(uuid.uuid4()),
-            user_data=render_cloud_init(workload),
-            security_group=group,
-            security_group_id=group_id,
-            subnet_id=options.subnet_id,
-            key_name=tr.key_pair_name(workload.name) if workload.ssh_public_key else None,
-        )
         context = {"security_group": group, "vpc_id": vpc_id}
-        return [CreateRequest("ec2:RunInstances", tuple(replicas), body, context)]
+        requests: builtins.list[CreateRequest] = []
+        # One launch, unless the list of replicas outgrows a tag value.
+        for batch in tr.launch_batches(replicas):
+            body = tr.run_instances_body(
+                workload,
+                replicas=batch,
+                image_id=image_id,
+                instance_type=instance_type,
+                root_device=root_device,
+                client_token=str(uuid.uuid4()),
+                user_data=render_cloud_init(workload),
+                security_group=group,
+                security_group_id=group_id,
+                subnet_id=options.subnet_id,
+                key_name=tr.key_pair_name(workload.name) if workload.ssh_public_key else None,
+            )
+            requests.append(CreateRequest("ec2:RunInstances", batch, body, context))
+        return requests
 
     def _image_id(self, workload: Workload, arch: tr.Arch) -> str:
-        kind, value = _image_reference(workload.os_image, arch)
+        kind, value = tr.image_reference(workload.os_image, arch)
         if kind == "ami":
             return value
         # Public parameters: https://docs.aws.amazon.com/systems-manager/latest/userguide/parameter-store-public-parameters-ami.html
-        answer = self._call("ssm:GetParameter", self._ssm.get_parameter, Name=value)
+        answer = self._call("ssm:GetParameter", self.ssm_client.get_parameter, Name=value)
         return str(answer["Parameter"]["Value"])
 
     def _instance_type(self, workload: Workload, arch: tr.Arch) -> str:
@@ -349,6 +390,11 @@ class AwsProvider(Provider):
             raise
         instances = sorted(answer.get("Instances", []), key=lambda i: i.get("AmiLaunchIndex", 0))
         wanted = len(request.replicas)
+        # The answer may not repeat the tags of the launch: they are known.
+        launch_tags = tr.launch_tags(body)
+        instances = [
+            {**i, "Tags": tr.tag_list({**tr.tags_of(i), **launch_tags})} for i in instances
+        ]
         try:
             if not 0 < len(instances) <= wanted:
                 raise ProviderError(
@@ -356,9 +402,13 @@ class AwsProvider(Provider):
                     provider=self.name,
                     operation="ec2:RunInstances",
                 )
-            machines, error = self._tag_all(workload, instances, request.replicas)
+            error: ProviderError | None = None
+            if tr.launch_indexed(instances, wanted):
+                machines = [tr.to_machine(i) for i in instances]
+            else:
+                machines, error = self._tag_all(workload, instances, request.replicas)
         except BaseException:
-            # Untagged instances would be orphans no listing finds by replica.
+            # Instances without a replica would be orphans no listing finds by replica.
             self._terminate_quietly([str(i["InstanceId"]) for i in instances])
             raise
         if shortfall is not None:
@@ -403,9 +453,10 @@ class AwsProvider(Provider):
     def _tag_all(
         self, workload: Workload, instances: Sequence[dict[str, Any]], replicas: Sequence[int]
     ) -> tuple[builtins.list[Machine], ProviderError | None]:
-        """Tag each instance with its replica, in AmiLaunchIndex order; the
-        instances that could not be tagged are terminated. Returns the tagged
-        machines and the first tagging error."""
+        """Tag each instance with its replica, in the answer's order (for an
+        endpoint whose answer does not number the instances); the instances
+        that could not be tagged are terminated. Returns the tagged machines
+        and the first tagging error."""
         pairs = list(zip(instances, replicas, strict=False))
 
         def tag(pair: tuple[dict[str, Any], int]) -> Machine | ProviderError:
@@ -437,8 +488,7 @@ class AwsProvider(Provider):
             Resources=[instance["InstanceId"]],
             Tags=per_instance,
         )
-        tags = {**tr.tags_of(instance), **ownership_labels(workload, replica)}
-        tags.update({t["Key"]: t["Value"] for t in per_instance})
+        tags = {**tr.tags_of(instance), **tr.tags_of({"Tags": per_instance})}
         return tr.to_machine({**instance, "Tags": tr.tag_list(tags)})
 
     def _release_unused_shared(self, workload: str) -> None:
@@ -509,9 +559,10 @@ class AwsProvider(Provider):
         """See Provider.gc. On EC2: the workload's security group and key pair
         once no instance of it is left, EBS volumes it tagged that are
         ``available`` (attached to nothing) and were not made a moment ago,
-        and instances it launched but never tagged with a replica (a deploy
-        interrupted between RunInstances and CreateTags, older than
-        ``vmkit.plan.IN_FLIGHT``) with their volumes."""
+        and instances with its tag but no replica (neither a ``vmkit-replica``
+        tag nor a launch list covering their ``AmiLaunchIndex``: a deploy
+        interrupted before it tagged them one by one), older than
+        ``vmkit.plan.IN_FLIGHT``, with their volumes."""
         return find_orphans(self, workload)
 
     def _delete_orphans(self, found: Sequence[Orphan]) -> None:
@@ -551,26 +602,3 @@ class AwsProvider(Provider):
 
     def _restore(self, machine: Machine, snapshot: Snapshot) -> None:
         self._images.restore(machine, snapshot)
-
-
-def _image_reference(os_image: str, arch: tr.Arch) -> tuple[str, str]:
-    """``("ssm", parameter)`` or ``("ami", id)`` for ``os_image``. SpecError otherwise.
-
-    Besides the portable names, an AMI id and an SSM parameter path (bare or
-    as EC2's own ``resolve:ssm:`` form) are accepted as they are.
-    """
-    ref = resolve_image("aws", os_image, arch=arch)
-    if ref.kind == "ssm-parameter":
-        return "ssm", ref.value
-    value = ref.value.strip()
-    if value.startswith("resolve:ssm:"):
-        value = value[len("resolve:ssm:") :]
-    if value.startswith("/"):
-        return "ssm", value
-    if re.fullmatch(r"ami-[0-9a-f]{8,17}", value):
-        return "ami", value
-    raise SpecError(
-        "os_image",
-        f"{os_image!r} is not a portable image ({', '.join(PORTABLE_IMAGES)}), "
-        "an AMI id (ami-...) or an SSM parameter path",
-    )

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
+from vmkit.catalog import PORTABLE_IMAGES, resolve_image
 from vmkit.errors import SpecError
 from vmkit.machine import Machine, MachineState, Snapshot
 from vmkit.provider import REPLICA_TAG, SPEC_TAG, WORKLOAD_TAG, ownership_labels
@@ -25,6 +27,7 @@ __all__ = [
     "KEY_HASH_TAG",
     "MACHINE_TAG",
     "OPTION_NAMES",
+    "REPLICAS_TAG",
     "SNAPSHOT_IMAGE_TAG",
     "SNAPSHOT_NAME_TAG",
     "STATES",
@@ -34,10 +37,17 @@ __all__ = [
     "desired_rules",
     "disk_gib",
     "existing_rules",
+    "format_replicas",
+    "image_reference",
+    "instance_replica",
     "key_pair_name",
+    "launch_batches",
+    "launch_indexed",
+    "launch_tags",
     "parse_options",
     "partial_token",
     "permissions",
+    "replica_at",
     "replica_name",
     "replica_tags",
     "root_snapshot_id",
@@ -56,6 +66,14 @@ MACHINE_TAG = "vmkit-machine"
 SNAPSHOT_NAME_TAG = "vmkit-snapshot-name"
 SNAPSHOT_IMAGE_TAG = "vmkit-image"
 KEY_HASH_TAG = "vmkit-key"
+#: The replicas of one launch, in AmiLaunchIndex order (see format_replicas).
+REPLICAS_TAG = "vmkit-replicas"
+# "Maximum value length - 256 Unicode characters in UTF-8" (EC2 User Guide,
+# "Tag restrictions": https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/Using_Tags.html#tag-restrictions).
+TAG_VALUE_LIMIT = 256
+# Between the items of a replica list: the same page allows letters, digits,
+# spaces and + - = . _ : / @ across services (no comma), so "_" separates.
+_ITEM_SEPARATOR = "_"
 
 # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_InstanceState.html
 STATES: Mapping[str, MachineState] = {
@@ -168,8 +186,107 @@ def user_labels(tags: Mapping[str, str]) -> dict[str, str]:
 
 
 def replica_tags(workload: str, replica: int) -> list[dict[str, str]]:
-    """The per-instance tags set after RunInstances: replica index and Name."""
+    """The tags of one instance tagged on its own after RunInstances (when the
+    answer gives no AmiLaunchIndex): its replica index and its name."""
     return tag_list({REPLICA_TAG: str(replica), "Name": replica_name(workload, replica)})
+
+
+def _run(first: int, last: int) -> str:
+    return str(first) if first == last else f"{first}-{last}"
+
+
+def format_replicas(replicas: Sequence[int]) -> str:
+    """Replica indexes, in their order, as runs: ``(0, 1, 2, 5, 7, 8)`` ->
+    ``"0-2_5_7-8"``. A run is a stretch of consecutive increasing indexes;
+    :func:`replica_at` reads the list back by position."""
+    runs: list[tuple[int, int]] = []
+    for replica in replicas:
+        if runs and replica == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], replica)
+        else:
+            runs.append((replica, replica))
+    return _ITEM_SEPARATOR.join(_run(first, last) for first, last in runs)
+
+
+def replica_at(value: str, position: int) -> int | None:
+    """The replica at ``position`` (from 0) of a :func:`format_replicas` list;
+    None when the list is shorter or ``value`` is not of that form."""
+    runs: list[tuple[int, int]] = []
+    for item in value.split(_ITEM_SEPARATOR):
+        first, dash, last = item.partition("-")
+        if not _digits(first) or (dash and not _digits(last)):
+            return None
+        low, high = int(first), int(last) if dash else int(first)
+        if high < low:
+            return None
+        runs.append((low, high))
+    if position < 0:
+        return None
+    for low, high in runs:
+        if position <= high - low:
+            return low + position
+        position -= high - low + 1
+    return None
+
+
+def launch_batches(replicas: Sequence[int], limit: int = TAG_VALUE_LIMIT) -> list[tuple[int, ...]]:
+    """``replicas`` (in order) cut into launches whose :func:`format_replicas`
+    fits in ``limit`` characters, the most a tag value holds. One launch
+    unless the indexes are scattered: 0 to 199 is ``"0-199"``."""
+    batches: list[list[int]] = []
+    runs: list[tuple[int, int]] = []
+    length = 0
+    for replica in replicas:
+        if runs and replica == runs[-1][1] + 1:
+            first, last = runs[-1]
+            grown = length - len(_run(first, last)) + len(_run(first, replica))
+            if grown <= limit:
+                runs[-1], length = (first, replica), grown
+                batches[-1].append(replica)
+                continue
+        elif runs:
+            grown = length + len(_ITEM_SEPARATOR) + len(str(replica))
+            if grown <= limit:
+                runs.append((replica, replica))
+                length = grown
+                batches[-1].append(replica)
+                continue
+        batches.append([replica])
+        runs, length = [(replica, replica)], len(str(replica))
+    return [tuple(batch) for batch in batches]
+
+
+def launch_indexed(instances: Sequence[Mapping[str, Any]], count: int) -> bool:
+    """Whether a RunInstances answer numbers its instances as EC2 does: each
+    with its own ``AmiLaunchIndex``, from 0, below ``count`` (the launch asked
+    for). Instance, EC2 API reference: "The AMI launch index, which can be
+    used to find this instance in the launch group"
+    (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_Instance.html)."""
+    indexes = [i.get("AmiLaunchIndex") for i in instances]
+    numbers = [n for n in indexes if isinstance(n, int) and not isinstance(n, bool)]
+    if len(numbers) != len(indexes) or len(set(numbers)) != len(numbers):
+        return False
+    return all(0 <= n < count for n in numbers)
+
+
+def instance_replica(instance: Mapping[str, Any]) -> int | None:
+    """The replica an EC2 instance is, from its record alone.
+
+    Its ``vmkit-replica`` tag wins when it has one (an instance tagged on its
+    own: made by an earlier vmkit, or through an endpoint whose answers
+    lack ``AmiLaunchIndex``). Otherwise the launch's
+    ``vmkit-replicas`` list, at the instance's ``AmiLaunchIndex``. None when
+    neither says (not vmkit's, or a launch list that does not cover it).
+    """
+    tags = tags_of(instance)
+    tagged = _parse_replica(tags.get(REPLICA_TAG))
+    if tagged is not None:
+        return tagged
+    launch = tags.get(REPLICAS_TAG)
+    index = instance.get("AmiLaunchIndex")
+    if launch is None or not isinstance(index, int) or isinstance(index, bool):
+        return None
+    return replica_at(launch, index)
 
 
 def disk_gib(size: int) -> int:
@@ -180,7 +297,7 @@ def disk_gib(size: int) -> int:
 def run_instances_body(
     workload: Workload,
     *,
-    count: int,
+    replicas: Sequence[int],
     image_id: str,
     instance_type: str,
     root_device: str,
@@ -191,27 +308,34 @@ def run_instances_body(
     subnet_id: str | None,
     key_name: str | None,
 ) -> dict[str, Any]:
-    """The exact ``RunInstances`` parameters for ``count`` replicas of ``workload``.
+    """The exact ``RunInstances`` parameters for ``replicas`` of ``workload``.
 
     One request makes the whole batch (``MinCount == MaxCount``), so EC2
     launches all or nothing; when it has no capacity for all, the backend
-    asks again with ``MinCount`` 1 (``AwsProvider._launch``). The security
+    asks again with ``MinCount`` 1 (``AwsProvider._launch``), and the
+    instances launched are the first replicas of the list. Every instance
+    and root volume is tagged at launch with the workload's tags and the
+    list of ``replicas`` (``vmkit-replicas``, :func:`format_replicas`): the
+    instance with ``AmiLaunchIndex`` *i* is ``replicas[i]``
+    (:func:`instance_replica`). Instances are all named after the workload
+    (``Name``): EC2 applies one tag set to every instance of a launch, and a
+    name each would take one ``CreateTags`` per instance. The security
     group goes by name (``SecurityGroups``) in the default VPC, which
     RunInstances accepts there only, and by id (``SecurityGroupIds``) in a
     named subnet.
     UserData is plain text: boto3 base64-encodes it for RunInstances
     (botocore/handlers.py ``base64_encode_user_data``).
     """
-    shared_tags = tag_list(ownership_labels(workload))
+    launch = {**ownership_labels(workload), REPLICAS_TAG: format_replicas(replicas)}
     body: dict[str, Any] = {
         "ImageId": image_id,
         "InstanceType": instance_type,
-        "MinCount": count,
-        "MaxCount": count,
+        "MinCount": len(replicas),
+        "MaxCount": len(replicas),
         "ClientToken": client_token,
         "TagSpecifications": [
-            {"ResourceType": "instance", "Tags": shared_tags},
-            {"ResourceType": "volume", "Tags": shared_tags},
+            {"ResourceType": "instance", "Tags": tag_list({**launch, "Name": workload.name})},
+            {"ResourceType": "volume", "Tags": tag_list(launch)},
         ],
         # IMDSv2 only: https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_InstanceMetadataOptionsRequest.html
         "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
@@ -249,6 +373,37 @@ def run_instances_body(
     return body
 
 
+def launch_tags(body: Mapping[str, Any]) -> dict[str, str]:
+    """The tags a RunInstances body gives its instances."""
+    for spec in body.get("TagSpecifications", []):
+        if spec.get("ResourceType") == "instance":
+            return tags_of(spec)
+    return {}
+
+
+def image_reference(os_image: str, arch: Arch) -> tuple[str, str]:
+    """``("ssm", parameter)`` or ``("ami", id)`` for ``os_image``. SpecError otherwise.
+
+    Besides the portable names, an AMI id and an SSM parameter path (bare or
+    as EC2's own ``resolve:ssm:`` form) are accepted as they are.
+    """
+    ref = resolve_image("aws", os_image, arch=arch)
+    if ref.kind == "ssm-parameter":
+        return "ssm", ref.value
+    value = ref.value.strip()
+    if value.startswith("resolve:ssm:"):
+        value = value[len("resolve:ssm:") :]
+    if value.startswith("/"):
+        return "ssm", value
+    if re.fullmatch(r"ami-[0-9a-f]{8,17}", value):
+        return "ami", value
+    raise SpecError(
+        "os_image",
+        f"{os_image!r} is not a portable image ({', '.join(PORTABLE_IMAGES)}), "
+        "an AMI id (ami-...) or an SSM parameter path",
+    )
+
+
 def partial_token(client_token: str) -> str:
     """The ClientToken of the RunInstances that asks again for part of a
     batch EC2 had no capacity for: derived from the batch's own token, so it
@@ -257,24 +412,39 @@ def partial_token(client_token: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_OID, f"vmkit-partial:{client_token}"))
 
 
+def _digits(text: str) -> bool:
+    # str.isdigit alone takes "²", which int() refuses.
+    return text.isascii() and text.isdigit()
+
+
 def _parse_replica(value: str | None) -> int | None:
-    if value is None or not value.isdigit():
+    if value is None or not _digits(value):
         return None
     return int(value)
 
 
 def to_machine(instance: Mapping[str, Any]) -> Machine:
-    """A ``DescribeInstances`` instance -> Machine (``raw`` keeps the dict)."""
+    """A ``DescribeInstances`` instance -> Machine (``raw`` keeps the dict).
+
+    Its replica is :func:`instance_replica`'s and its name ``<workload>-<replica>``;
+    an instance with no replica yet is named by its ``Name`` tag, else its id.
+    """
     tags = tags_of(instance)
     state = STATES.get(str(instance.get("State", {}).get("Name", "")), MachineState.UNKNOWN)
     launched = instance.get("LaunchTime")
+    workload = tags.get(WORKLOAD_TAG, "")
+    replica = instance_replica(instance)
+    if workload and replica is not None:
+        name = replica_name(workload, replica)
+    else:
+        name = tags.get("Name") or str(instance["InstanceId"])
     return Machine(
         id=str(instance["InstanceId"]),
-        name=tags.get("Name") or str(instance["InstanceId"]),
+        name=name,
         provider="aws",
         kind="vm",
-        workload=tags.get(WORKLOAD_TAG, ""),
-        replica=_parse_replica(tags.get(REPLICA_TAG)),
+        workload=workload,
+        replica=replica,
         state=state,
         size=instance.get("InstanceType"),
         image=instance.get("ImageId"),
@@ -309,20 +479,36 @@ def to_snapshot(image: Mapping[str, Any]) -> Snapshot:
         machine_id=tags.get(MACHINE_TAG) or image.get("SourceInstanceId"),
         state=str(image.get("State", "unknown")),
         created_at=_created(image),
+        size=_root_volume_size(image),
+        replica=_parse_replica(tags.get(REPLICA_TAG)),
         labels=user_labels(tags),
         raw=dict(image),
     )
 
 
-def root_snapshot_id(image: Mapping[str, Any]) -> str | None:
-    """The EBS snapshot behind an image's root device (first EBS one if unnamed)."""
+def _root_ebs(image: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The ``Ebs`` of an image's root device mapping (first EBS one if unnamed)."""
     mappings = [
         m for m in image.get("BlockDeviceMappings") or [] if m.get("Ebs", {}).get("SnapshotId")
     ]
     for mapping in mappings:
         if mapping.get("DeviceName") == image.get("RootDeviceName"):
-            return str(mapping["Ebs"]["SnapshotId"])
-    return str(mappings[0]["Ebs"]["SnapshotId"]) if mappings else None
+            return dict(mapping["Ebs"])
+    return dict(mappings[0]["Ebs"]) if mappings else None
+
+
+def _root_volume_size(image: Mapping[str, Any]) -> int | None:
+    # VolumeSize of the root EbsBlockDevice, in GiB (EbsBlockDevice, EC2 API
+    # reference: https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_EbsBlockDevice.html).
+    ebs = _root_ebs(image)
+    size = ebs.get("VolumeSize") if ebs else None
+    return int(size) if size else None
+
+
+def root_snapshot_id(image: Mapping[str, Any]) -> str | None:
+    """The EBS snapshot behind an image's root device (first EBS one if unnamed)."""
+    ebs = _root_ebs(image)
+    return str(ebs["SnapshotId"]) if ebs else None
 
 
 def snapshot_ids(image: Mapping[str, Any]) -> list[str]:

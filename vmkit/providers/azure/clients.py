@@ -1,4 +1,5 @@
-"""The three azure-mgmt clients vmkit uses, configured for vmkit's retry policy.
+"""The three azure-mgmt clients vmkit uses, configured for vmkit's retry policy, and the
+placeholder credential of ``auth="anonymous"``.
 
 * ``retry_total=0``: azure-core's RetryPolicy (``azure/core/pipeline/policies/_retry.py``,
   option ``retry_total``) would otherwise retry 429/5xx and dropped answers underneath
@@ -14,16 +15,23 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, NamedTuple
 
-from azure.core.credentials import TokenCredential
+from azure.core.credentials import AccessToken, TokenCredential
 from azure.core.pipeline import PipelineRequest
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.resource.resources import ResourceManagementClient
 
-__all__ = ["ARM_SCOPE", "AzureClients", "PlainHttpBearerPolicy", "make_clients"]
+__all__ = [
+    "ARM_SCOPE",
+    "AnonymousCredential",
+    "AzureClients",
+    "PlainHttpBearerPolicy",
+    "make_clients",
+]
 
 ARM_SCOPE = "https://management.azure.com/.default"
 
@@ -74,3 +82,25 @@ def make_clients(
         NetworkManagementClient(credential, subscription_id, **options()),
         ResourceManagementClient(credential, subscription_id, **options()),
     )
+
+
+class AnonymousCredential:
+    """A ``TokenCredential`` for ``auth="anonymous"``: the same placeholder bearer
+    token, ``anonymous``, for every scope. ARM's protocol sends a bearer token on
+    every call (azure-core's BearerTokenCredentialPolicy asks the credential for
+    one), so an emulator gets one that is no secret and grants nothing."""
+
+    TOKEN = "anonymous"
+    # One day: azure-core asks again only when a token is about to expire.
+    LIFETIME = 86400
+
+    def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> AccessToken:
+        """The placeholder token, valid for a day from now."""
+        return AccessToken(self.TOKEN, int(time.time()) + self.LIFETIME)

@@ -4,11 +4,12 @@ what each replica owns besides its VM (NIC, public IP, OS disk)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from vmkit.errors import NotFound, ProviderError
+from vmkit.machine import Machine
 from vmkit.providers.azure import translate as tr
 from vmkit.providers.azure.errors import azure_error_code
 from vmkit.spec import Workload
@@ -167,39 +168,98 @@ class Network:
             )
         )
 
-    def delete_leftovers(self, vm_name: str, raw: Mapping[str, Any] | None = None) -> None:
-        """Delete the NIC, public IP and OS disk of a VM that is gone, by the names in its
-        record (``raw``) and vmkit's deterministic ones. An absent one answers 204 at
-        once, so this also checks that deleteOption left nothing behind."""
-        rg, clients = self._p.resource_group, self._p.clients
-        props = (raw or {}).get("properties") or {}
-        nics = {tr.nic_name(vm_name)}
-        for ref in (props.get("networkProfile") or {}).get("networkInterfaces") or []:
-            parsed = tr.parse_id(str(ref.get("id") or ""))
-            if parsed is not None:
-                nics.add(parsed.name)
-        disks = {tr.os_disk_name(vm_name)}
-        disk_id = ((props.get("storageProfile") or {}).get("osDisk") or {}).get("managedDisk") or {}
-        parsed_disk = tr.parse_id(str(disk_id.get("id") or ""))
-        if parsed_disk is not None:
-            disks.add(parsed_disk.name)
-        steps: list[tuple[str, Any, str]] = [
-            *(
-                ("network:DeleteNIC", clients.network.network_interfaces.begin_delete, n)
-                for n in sorted(nics)
-            ),
-            (
-                "network:DeletePublicIP",
-                clients.network.public_ip_addresses.begin_delete,
-                tr.ip_name(vm_name),
-            ),
-            *(("compute:DeleteDisk", clients.compute.disks.begin_delete, d) for d in sorted(disks)),
+    def delete_leftovers(self, machines: Sequence[Machine]) -> None:
+        """Delete what the VMs of ``machines`` (deleted by now) leave behind: their NICs,
+        public IPs and OS disks by vmkit's names and the names in each VM's record.
+
+        VMs vmkit makes delete their NIC, public IP and OS disk with them (``deleteOption``
+        Delete), so there is usually nothing left: one listing each of the group's NICs,
+        public IPs and disks, sent together, shows what is still there, and only that is
+        deleted (a VM made without those deleteOptions leaves them all). The listings come
+        from the resource providers themselves: ARM's generic resource listing is served
+        from a cache that can lag behind (Azure/AKS#1964, Azure/azure-rest-api-specs#21221).
+        What another VM holds now (one made again under the same name) is left alone.
+        NICs go first: a public IP cannot be deleted while a NIC uses it."""
+        if not machines:
+            return
+        nics: set[str] = set()
+        pips: set[str] = set()
+        disks: set[str] = set()
+        for machine in machines:
+            props = (machine.raw or {}).get("properties") or {}
+            nics.add(tr.nic_name(machine.name).lower())
+            for ref in (props.get("networkProfile") or {}).get("networkInterfaces") or []:
+                parsed = tr.parse_id(str(ref.get("id") or ""))
+                if parsed is not None:
+                    nics.add(parsed.name.lower())
+            pips.add(tr.ip_name(machine.name).lower())
+            disks.add(tr.os_disk_name(machine.name).lower())
+            os_disk = (props.get("storageProfile") or {}).get("osDisk") or {}
+            parsed_disk = tr.parse_id(str((os_disk.get("managedDisk") or {}).get("id") or ""))
+            if parsed_disk is not None:
+                disks.add(parsed_disk.name.lower())
+        try:
+            found_nics, found_pips, found_disks = self._listings()
+        except NotFound:
+            return  # no resource group: nothing left
+        doomed_nics = [
+            n
+            for n in found_nics
+            if str(n.get("name")).lower() in nics
+            and not (n.get("properties") or {}).get("virtualMachine")
         ]
-        for operation, begin, name in steps:
-            try:
-                self._p._lro(operation, begin, rg, name)
-            except NotFound:
+        doomed_ids = {str(n.get("id") or "").lower() for n in doomed_nics}
+        doomed_pips = []
+        for pip in found_pips:
+            if str(pip.get("name")).lower() not in pips:
                 continue
+            config = ((pip.get("properties") or {}).get("ipConfiguration") or {}).get("id")
+            user = str(config or "").lower().split("/ipconfigurations/", 1)[0]
+            if not config or user in doomed_ids:
+                doomed_pips.append(pip)
+        doomed_disks = [
+            d for d in found_disks if str(d.get("name")).lower() in disks and not d.get("managedBy")
+        ]
+        clients = self._p.clients
+        for operation, operations, batch in (
+            ("network:DeleteNIC", clients.network.network_interfaces, doomed_nics),
+            ("network:DeletePublicIP", clients.network.public_ip_addresses, doomed_pips),
+            ("compute:DeleteDisk", clients.compute.disks, doomed_disks),
+        ):
+            self._delete_each(operation, operations, [str(r["name"]) for r in batch])
+
+    def _listings(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+        """The group's NICs, public IPs and disks, listed together (one round trip)."""
+        p, rg = self._p, self._p.resource_group
+        with ThreadPoolExecutor(3, thread_name_prefix="vmkit-azure-list") as pool:
+            nics = pool.submit(
+                p._paged, "network:ListNICs", p.clients.network.network_interfaces.list, rg
+            )
+            pips = pool.submit(
+                p._paged, "network:ListPublicIPs", p.clients.network.public_ip_addresses.list, rg
+            )
+            disks = pool.submit(
+                p._paged, "compute:ListDisks", p.clients.compute.disks.list_by_resource_group, rg
+            )
+        return nics.result(), pips.result(), disks.result()
+
+    def _delete_each(self, operation: str, operations: Any, names: list[str]) -> None:
+        """Delete ``names`` (awaited, ``concurrency`` at a time); one gone already is fine.
+        Raises the first error once all were tried."""
+        if not names:
+            return
+
+        def remove(name: str) -> None:
+            try:
+                self._p._lro(operation, operations.begin_delete, self._p.resource_group, name)
+            except NotFound:
+                return
+
+        workers = min(self._p.concurrency, len(names))
+        with ThreadPoolExecutor(workers, thread_name_prefix="vmkit-azure-delete") as pool:
+            futures = [pool.submit(remove, name) for name in names]
+        for future in futures:
+            future.result()
 
     def addresses(self) -> dict[str, tuple[str | None, str | None]]:
         """``{vm name (lower case): (private IP, public IP)}`` from one listing of the

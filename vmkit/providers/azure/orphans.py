@@ -10,7 +10,9 @@ https://learn.microsoft.com/rest/api/compute/disks/get). Only what carries vmkit
 workload tag counts, and vmkit's own virtual network (tagged ``vmkit-managed``);
 snapshots are backups and are never listed. An OS disk made by a VM PUT carries no
 tag (Azure does not copy a VM's tags to it), so one left behind is not found: vmkit
-creates VMs with deleteOption Delete on the OS disk, which leaves none.
+creates VMs with deleteOption Delete on the OS disk, which leaves none. The disks vmkit
+makes itself (a clone's OS disk, a restore's new disk) carry the workload's tags, so one
+a crash left unattached is found once it is older than a restore takes.
 """
 
 from __future__ import annotations

@@ -11,14 +11,13 @@ import contextlib
 import logging
 import os
 import threading
-import time
 import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import Any
 
-from azure.core.credentials import AccessToken, TokenCredential
+from azure.core.credentials import TokenCredential
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -33,8 +32,9 @@ from vmkit.errors import (
 )
 from vmkit.machine import Machine, Orphan, Snapshot
 from vmkit.provider import CreateRequest, Provider
+from vmkit.providers.azure import disk_shapes as ds
 from vmkit.providers.azure import translate as tr
-from vmkit.providers.azure.clients import AzureClients, make_clients
+from vmkit.providers.azure.clients import AnonymousCredential, AzureClients, make_clients
 from vmkit.providers.azure.disks import Disks
 from vmkit.providers.azure.errors import QUOTA_CODES, AzureErrors
 from vmkit.providers.azure.machines import Machines
@@ -88,15 +88,30 @@ class AzureProvider(Provider):
       no VM left, and vmkit's virtual network when only those NICs use it. Snapshots
       never count.
     * ``stop`` deallocates: the VM stops billing for compute, its disk is kept.
-    * Snapshots are incremental managed snapshots of the OS disk; ``restore`` swaps in
-      a disk made from one while the VM is deallocated.
+    * Snapshots are incremental managed snapshots of the OS disk, tagged with the
+      machine's workload and replica. ``restore`` makes a disk from one, swaps it in as
+      the OS disk while the VM is deallocated, starts the VM and deletes the old disk; a
+      restore that fails part-way leaves the VM on its old disk and deletes the new one.
+    * Clone: an ``os_image`` that is the ARM id of a snapshot of the subscription makes
+      each replica a managed disk copied from it (``<name>-osdisk``, tagged like the
+      replica) and a VM that attaches it as its OS disk (``createOption`` Attach, deleted
+      with the VM), as Azure documents for a VM from a snapshot. Such a VM takes no
+      ``osProfile``: the workload's cloud-init goes in the VM's ``userData``, which
+      cloud-init reads when there is no custom data, and ``ssh_public_key`` is refused
+      (the clone has the snapshot's logins). A snapshot that does not exist, or lies in
+      another region, is a SpecError naming ``os_image`` from ``plan``, before any
+      change. ``Machine.image`` is the snapshot's id.
+    * ``destroy`` and ``delete`` delete the VMs, then list the group's NICs, public IPs
+      and disks once and delete only those of the deleted VMs still there (none when
+      Azure honoured the VMs' ``deleteOption``).
     * ``options["azure"]``: ``vm_size`` (always wins), ``subnet_id`` (instead of
       vmkit's virtual network), ``arch``.
     * A machine's id is its VM's ``vmId`` (a GUID Azure gives each VM it creates, so a
       VM made again under the same name is another machine); ``get`` also takes the
       ARM id of a VM of the group. Operations act on the VM by name, after ``get``
       checked that the VM of that name still has the vmId.
-    * ``isolation`` is a Kubernetes-only field: accepted and ignored.
+    * ``isolation`` other than ``"container"`` is recorded as the VM tag
+      ``vmkit-isolation`` (a VM already isolates its workload; nothing else changes).
     """
 
     name = "azure"
@@ -231,15 +246,41 @@ class AzureProvider(Provider):
 
     def _validate(self, workload: Workload) -> None:
         options = tr.parse_options(workload)
-        tr.image_reference(_image_value(workload.os_image, options.arch))
+        clone = ds.snapshot_ref(workload.os_image)
+        if clone is None:
+            tr.image_reference(_image_value(workload.os_image, options.arch))
+        else:
+            self._check_clone(workload, clone)
         if options.vm_size is None:
             resolve_instance_type("azure", workload.resources, arch=options.arch, available=None)
         user_data = render_cloud_init(workload)
-        if user_data is not None and 4 * -(-len(user_data.encode()) // 3) > CUSTOM_DATA_LIMIT:
+        if user_data is None:
+            return
+        encoded = 4 * -(-len(user_data.encode()) // 3)
+        # A clone's cloud-init goes in userData, an image VM's in customData.
+        limit, where = (
+            (ds.USER_DATA_LIMIT, "userData") if clone else (CUSTOM_DATA_LIMIT, "customData")
+        )
+        if encoded > limit:
             raise SpecError(
                 "user_data",
                 f"the VM's cloud-init comes to {len(user_data.encode())} bytes; Azure takes "
-                f"at most {CUSTOM_DATA_LIMIT} characters once base64-encoded",
+                f"at most {limit} characters of {where} once base64-encoded",
+            )
+
+    def _check_clone(self, workload: Workload, snapshot: tr.ArmId) -> None:
+        """What a clone cannot have, refused without an API call."""
+        if snapshot.subscription.lower() != self.subscription_id.lower():
+            raise SpecError(
+                "os_image",
+                f"snapshot {snapshot.name} is in subscription {snapshot.subscription}; vmkit "
+                f"clones snapshots of its own subscription ({self.subscription_id})",
+            )
+        if workload.ssh_public_key is not None:
+            raise SpecError(
+                "ssh_public_key",
+                "a VM made from a snapshot boots the snapshot's disk as it is: Azure takes no "
+                "osProfile (so no SSH key) for it, and its logins are the snapshot's",
             )
 
     # --------------------------------------------------------------- listing
@@ -270,10 +311,15 @@ class AzureProvider(Provider):
         self, workload: Workload, replicas: Sequence[int]
     ) -> builtins.list[CreateRequest]:
         options = tr.parse_options(workload)
-        image = tr.image_reference(_image_value(workload.os_image, options.arch))
+        # A clone's snapshot is read first: a missing one is a SpecError naming os_image
+        # before the deploy changes anything.
+        snapshot = (
+            self._disks.clone_source(workload.os_image)
+            if ds.snapshot_ref(workload.os_image) is not None
+            else None
+        )
         vm_size = options.vm_size or self._vm_size(workload, options.arch)
         custom_data = render_cloud_init(workload)
-        ssh_key = workload.ssh_public_key or self._throwaway_key
         rg, sub = self.resource_group, self.subscription_id
         subnet_id = options.subnet_id or (
             f"{tr.arm_id(sub, rg, tr.VNET_TYPE, tr.VNET_NAME)}/subnets/{tr.SUBNET_NAME}"
@@ -303,19 +349,35 @@ class AzureProvider(Provider):
                     public_ip_id=pip_id,
                 ),
             }
-            body["virtualMachine"] = {
-                "name": name,
-                "parameters": tr.vm_body(
+            nic_id = tr.arm_id(sub, rg, tr.NIC_TYPE, tr.nic_name(name))
+            if snapshot is not None:
+                disk_name = tr.os_disk_name(name)
+                body["osDisk"] = {
+                    "name": disk_name,
+                    "parameters": ds.clone_disk_body(workload, replica, self.location, snapshot),
+                }
+                parameters = ds.clone_vm_body(
                     workload,
                     replica,
                     self.location,
                     vm_size=vm_size,
-                    image=image,
+                    snapshot=snapshot,
+                    disk_id=tr.arm_id(sub, rg, tr.DISK_TYPE, disk_name),
+                    user_data=custom_data,
+                    nic_id=nic_id,
+                )
+            else:
+                parameters = tr.vm_body(
+                    workload,
+                    replica,
+                    self.location,
+                    vm_size=vm_size,
+                    image=tr.image_reference(_image_value(workload.os_image, options.arch)),
                     custom_data=custom_data,
-                    ssh_public_key=ssh_key,
-                    nic_id=tr.arm_id(sub, rg, tr.NIC_TYPE, tr.nic_name(name)),
-                ),
-            }
+                    ssh_public_key=workload.ssh_public_key or self._throwaway_key,
+                    nic_id=nic_id,
+                )
+            body["virtualMachine"] = {"name": name, "parameters": parameters}
             requests.append(CreateRequest("azure:CreateVM", (replica,), body))
         return requests
 
@@ -376,11 +438,14 @@ class AzureProvider(Provider):
     # -------------------------------------------------------------- deleting
 
     def _delete(self, machines: Sequence[Machine]) -> None:
-        """Delete each VM, then its NIC, public IP and OS disk, ``concurrency`` at a time."""
+        """Delete the VMs, ``concurrency`` at a time, then what those that are gone left
+        behind (see :meth:`.network.Network.delete_leftovers`: one listing round, and
+        deletes only for what is still there). A VM Azure would not delete (a lock's
+        ScopeLocked, say) keeps what it holds, and one error names each such VM."""
         if not machines:
             return
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(machines))) as pool:
-            futures = [pool.submit(self._delete_one, m) for m in machines]
+            futures = [pool.submit(self._delete_vm, m) for m in machines]
         failed: dict[str, ProviderError] = {}
         for machine, future in zip(machines, futures, strict=True):
             error = future.exception()
@@ -388,12 +453,13 @@ class AzureProvider(Provider):
                 failed[machine.name] = error
             elif error is not None:
                 raise error
+        self.network.delete_leftovers([m for m in machines if m.name not in failed])
         if failed:
             first = failed[min(failed)]
             # The SDK's exception stays the cause, as for any other vmkit error.
             raise _not_deleted(failed) from (first.__cause__ or first)
 
-    def _delete_one(self, machine: Machine) -> None:
+    def _delete_vm(self, machine: Machine) -> None:
         with contextlib.suppress(NotFound):
             self._lro(
                 "compute:DeleteVM",
@@ -401,7 +467,6 @@ class AzureProvider(Provider):
                 self.resource_group,
                 machine.name,
             )
-        self.network.delete_leftovers(machine.name, machine.raw)
 
     # ------------------------------------------------------------- lifecycle
 
@@ -514,25 +579,3 @@ def _check_auth(auth: str, *, endpoint: str | None, credential: object) -> None:
         )
     if auth == "anonymous" and credential is not None:
         raise ConfigError("azure: give a credential or auth 'anonymous', not both")
-
-
-class AnonymousCredential:
-    """A ``TokenCredential`` for ``auth="anonymous"``: the same placeholder bearer
-    token, ``anonymous``, for every scope. ARM's protocol sends a bearer token on
-    every call (azure-core's BearerTokenCredentialPolicy asks the credential for
-    one), so an emulator gets one that is no secret and grants nothing."""
-
-    TOKEN = "anonymous"
-    # One day: azure-core asks again only when a token is about to expire.
-    LIFETIME = 86400
-
-    def get_token(
-        self,
-        *scopes: str,
-        claims: str | None = None,
-        tenant_id: str | None = None,
-        enable_cae: bool = False,
-        **kwargs: Any,
-    ) -> AccessToken:
-        """The placeholder token, valid for a day from now."""
-        return AccessToken(self.TOKEN, int(time.time()) + self.LIFETIME)

@@ -1,5 +1,5 @@
-"""Creating one replica: its public IP, its NIC, then its VM, and what is undone when
-that fails.
+"""Creating one replica: its public IP, its NIC, for a clone its OS disk, then its VM, and
+what is undone when that fails.
 
 A VM is created by name, and two deploys of one workload (two pipelines, two laptops)
 send the same names at the same time. The VM PUT therefore carries ``If-None-Match:
@@ -7,9 +7,9 @@ send the same names at the same time. The VM PUT therefore carries ``If-None-Mat
 updates a VM some other call made (a retried PUT whose first answer was lost finds its
 own VM the same way). A replica whose VM exists already, with the workload's tag and
 spec hash, is adopted: it is the replica, whoever made it. Nothing is ever deleted by
-name unless the cloud would refuse to delete it while in use (a NIC attached to a VM, a
-public IP attached to a NIC), so a failed create cannot take away a VM, or what a VM
-holds, that another deploy made.
+name unless the cloud would refuse to delete it while in use (a NIC or disk attached to a
+VM, a public IP attached to a NIC), so a failed create cannot take away a VM, or what a
+VM holds, that another deploy made.
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 # What the Network RP answers a DELETE of a NIC or public IP that is still attached
 # (errors of vmkit/testing/fakes/azure/errors.py: NicInUse, PublicIPAddressCannotBeDeleted).
 IN_USE_CODES = frozenset({"NicInUse", "PublicIPAddressCannotBeDeleted"})
+# Compute's answer to deleting a disk a VM holds ("Disk X is attached to VM Y.",
+# ansible/ansible#54644).
+DISK_IN_USE_CODES = frozenset({"OperationNotAllowed"})
 
 
 class Replicas:
@@ -47,11 +50,12 @@ class Replicas:
         self._p = provider
 
     def create(self, workload: Workload, request: CreateRequest) -> Machine:
-        """Public IP and NIC (each awaited), then the VM PUT (not awaited: the deploy
-        waits for every replica with one listing per round). Returns the replica's
-        machine, pending, or the one already there (see the module). On failure the
-        replica's NIC and public IP are deleted unless a VM holds them, and the error,
-        renamed for the replica, is raised."""
+        """Public IP and NIC (each awaited), for a clone the OS disk copied from the
+        snapshot (awaited), then the VM PUT (not awaited: the deploy waits for every
+        replica with one listing per round). Returns the replica's machine, pending, or
+        the one already there (see the module). On failure the replica's NIC, public IP
+        and copied disk are deleted unless a VM holds them, and the error, renamed for the
+        replica, is raised."""
         body = request.body
         vm_name = str(body["virtualMachine"]["name"])
         public: dict[str, str | None] = {}
@@ -69,6 +73,22 @@ class Replicas:
         except ProviderError as exc:
             self.discard(body)
             raise for_replica(exc, vm_name) from exc
+        if "osDisk" in body:
+            try:
+                self._p._lro(
+                    "compute:CreateDisk",
+                    self._p.clients.compute.disks.begin_create_or_update,
+                    self._p.resource_group,
+                    str(body["osDisk"]["name"]),
+                    dict(body["osDisk"]["parameters"]),
+                )
+            except ProviderError as exc:
+                # A VM of that name may hold a disk of that name made from another source.
+                existing = self._existing(workload, vm_name, exc)
+                if existing is not None:
+                    return existing
+                self.discard(body)
+                raise for_replica(exc, vm_name) from exc
         try:
             vm = as_dict(self._put_vm(vm_name, body["virtualMachine"]["parameters"]))
         except ProviderError as exc:
@@ -133,31 +153,44 @@ class Replicas:
         return replace(tr.to_machine(vm, None), state=MachineState.PENDING)
 
     def discard(self, body: Any) -> None:
-        """Delete the NIC, then the public IP, of a replica that has no VM. Best effort:
-        one still attached (another deploy's VM holds it) is left, as is one the cloud
-        would not delete now; the create's own error is what the caller must see."""
-        steps: list[tuple[str, Any, str]] = [
+        """Delete the NIC, then the public IP, then a clone's disk, of a replica that has no
+        VM. Best effort: one still in use (another deploy's VM holds it) is left, as is
+        one the cloud would not delete now; the create's own error is what the caller
+        must see."""
+        network, compute = self._p.clients.network, self._p.clients.compute
+        steps: list[tuple[str, Any, str, frozenset[str]]] = [
             (
                 "network:DeleteNIC",
-                self._p.clients.network.network_interfaces.begin_delete,
+                network.network_interfaces.begin_delete,
                 str(body["networkInterface"]["name"]),
+                IN_USE_CODES,
             )
         ]
         if "publicIPAddress" in body:
             steps.append(
                 (
                     "network:DeletePublicIP",
-                    self._p.clients.network.public_ip_addresses.begin_delete,
+                    network.public_ip_addresses.begin_delete,
                     str(body["publicIPAddress"]["name"]),
+                    IN_USE_CODES,
                 )
             )
-        for operation, begin, name in steps:
+        if "osDisk" in body:
+            steps.append(
+                (
+                    "compute:DeleteDisk",
+                    compute.disks.begin_delete,
+                    str(body["osDisk"]["name"]),
+                    DISK_IN_USE_CODES,
+                )
+            )
+        for operation, begin, name, in_use in steps:
             try:
                 self._p._lro(operation, begin, self._p.resource_group, name)
             except NotFound:
                 continue
             except ProviderError as exc:
-                if azure_error_code(exc) in IN_USE_CODES:
+                if azure_error_code(exc) in in_use:
                     log.info("azure: %s is in use, kept", name)
                 else:
                     log.warning("azure: could not delete %s: %s", name, exc)

@@ -18,15 +18,17 @@ from datetime import datetime
 from typing import Any, Literal
 
 from vmkit.errors import SpecError
-from vmkit.machine import Machine, MachineState, Snapshot
+from vmkit.machine import Machine, MachineState
 from vmkit.provider import REPLICA_TAG, SPEC_TAG, WORKLOAD_TAG, ownership_labels
 from vmkit.spec import Port, Workload
 
 __all__ = [
     "ADMIN_USER",
+    "IMAGE_TAG",
     "MACHINE_TAG",
     "MANAGED_TAG",
     "OPTION_NAMES",
+    "OS_DISK_SKU",
     "SNAPSHOT_NAME_TAG",
     "SUBNET_NAME",
     "VNET_NAME",
@@ -46,14 +48,14 @@ __all__ = [
     "parse_id",
     "parse_options",
     "parse_replica",
+    "parse_timestamp",
     "public_ip_body",
     "replica_name",
     "security_rules",
-    "snapshot_body",
     "to_machine",
-    "to_snapshot",
     "user_labels",
     "vm_body",
+    "vm_properties",
     "vnet_body",
 ]
 
@@ -71,6 +73,11 @@ SNAPSHOT_TYPE = "Microsoft.Compute/snapshots"
 MANAGED_TAG = "vmkit-managed"
 MACHINE_TAG = "vmkit-machine"
 SNAPSHOT_NAME_TAG = "vmkit-snapshot-name"
+#: On a VM made from a snapshot: the snapshot's id (``Machine.image``), as such a VM has no
+#: imageReference to read it from.
+IMAGE_TAG = "vmkit-image"
+#: The storage type of the OS disks vmkit makes.
+OS_DISK_SKU = "StandardSSD_LRS"
 
 VNET_NAME = "vmkit-vnet"
 SUBNET_NAME = "vmkit-subnet"
@@ -350,7 +357,7 @@ def vm_body(
     ssh_public_key: str,
     nic_id: str,
 ) -> dict[str, Any]:
-    """The exact VirtualMachine PUT body of one replica.
+    """The exact VirtualMachine PUT body of one replica booted from an image.
 
     Linux with SSH key authentication only (``disablePasswordAuthentication``, no
     ``adminPassword``); ``customData`` is the cloud-init text in base64, as the API
@@ -362,7 +369,7 @@ def vm_body(
         "name": os_disk_name(name),
         "createOption": "FromImage",
         "caching": "ReadWrite",
-        "managedDisk": {"storageAccountType": "StandardSSD_LRS"},
+        "managedDisk": {"storageAccountType": OS_DISK_SKU},
         "deleteOption": "Delete",
     }
     size_gb = disk_size_gb(workload.resources.disk)
@@ -386,10 +393,22 @@ def vm_body(
     }
     if custom_data is not None:
         os_profile["customData"] = base64.b64encode(custom_data.encode()).decode()
+    properties = vm_properties(workload, vm_size=vm_size, nic_id=nic_id)
+    properties["storageProfile"] = {"imageReference": dict(image), "osDisk": os_disk}
+    properties["osProfile"] = os_profile
+    return {
+        "location": location,
+        "tags": ownership_labels(workload, replica),
+        "properties": properties,
+    }
+
+
+def vm_properties(workload: Workload, *, vm_size: str, nic_id: str) -> dict[str, Any]:
+    """What every replica's VM has whatever it boots: its size, its NIC (deleted with the
+    VM), managed boot diagnostics, and for ``spot`` the Spot settings. The storage and OS
+    profiles are the caller's."""
     properties: dict[str, Any] = {
         "hardwareProfile": {"vmSize": vm_size},
-        "storageProfile": {"imageReference": dict(image), "osDisk": os_disk},
-        "osProfile": os_profile,
         "networkProfile": {
             "networkInterfaces": [
                 {"id": nic_id, "properties": {"primary": True, "deleteOption": "Delete"}}
@@ -405,27 +424,7 @@ def vm_body(
         properties["priority"] = "Spot"
         properties["evictionPolicy"] = "Delete"
         properties["billingProfile"] = {"maxPrice": -1}
-    return {
-        "location": location,
-        "tags": ownership_labels(workload, replica),
-        "properties": properties,
-    }
-
-
-def snapshot_body(
-    machine: Machine, name: str, disk_id: str, location: str, labels: Mapping[str, str]
-) -> dict[str, Any]:
-    """An incremental managed snapshot of ``disk_id``, tagged with its workload."""
-    tags = dict(labels)
-    tags.update({WORKLOAD_TAG: machine.workload, MACHINE_TAG: machine.id, SNAPSHOT_NAME_TAG: name})
-    return {
-        "location": location,
-        "tags": tags,
-        "properties": {
-            "creationData": {"createOption": "Copy", "sourceResourceId": disk_id},
-            "incremental": True,
-        },
-    }
+    return properties
 
 
 # -------------------------------------------------------------------- reading
@@ -488,7 +487,8 @@ def parse_replica(value: str | None) -> int | None:
     return int(value)
 
 
-def _timestamp(value: Any) -> datetime | None:
+def parse_timestamp(value: Any) -> datetime | None:
+    """An ARM timestamp (ISO 8601, or what the SDK already parsed) as a datetime."""
     if isinstance(value, datetime):
         return value
     if not isinstance(value, str):
@@ -502,7 +502,8 @@ def _timestamp(value: Any) -> datetime | None:
 def _image_name(vm: Mapping[str, Any]) -> str | None:
     image = ((vm.get("properties") or {}).get("storageProfile") or {}).get("imageReference")
     if not image:
-        return None
+        source = (vm.get("tags") or {}).get(IMAGE_TAG)
+        return str(source) if source else None
     if image.get("publisher"):
         keys = ("publisher", "offer", "sku", "version")
         return ":".join(str(image.get(k) or "latest") for k in keys)
@@ -552,26 +553,7 @@ def to_machine(
         private_ip=private_ip,
         public_ip=public_ip,
         labels=user_labels(tags),
-        created_at=_timestamp(props.get("timeCreated")),
+        created_at=parse_timestamp(props.get("timeCreated")),
         spec_hash=tags.get(SPEC_TAG),
         raw=raw,
-    )
-
-
-def to_snapshot(snapshot: Mapping[str, Any]) -> Snapshot:
-    """A Snapshot vmkit made (REST JSON) -> Snapshot; its id is the ARM id, its
-    ``machine_id`` the vmId of the VM it was taken of."""
-    tags = {str(k): str(v) for k, v in (snapshot.get("tags") or {}).items()}
-    props = snapshot.get("properties") or {}
-    source = tags.get(MACHINE_TAG)
-    return Snapshot(
-        id=str(snapshot["id"]),
-        name=tags.get(SNAPSHOT_NAME_TAG) or str(snapshot.get("name")),
-        provider="azure",
-        workload=tags.get(WORKLOAD_TAG, ""),
-        machine_id=source,
-        state=str(props.get("provisioningState") or "unknown"),
-        created_at=_timestamp(props.get("timeCreated")),
-        labels=user_labels(tags),
-        raw=dict(snapshot),
     )

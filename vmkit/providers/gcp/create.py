@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -53,11 +54,13 @@ from vmkit.spec import Workload
 if TYPE_CHECKING:
     from vmkit.providers.gcp.provider import GcpProvider
 
-__all__ = ["BulkCreate"]
+__all__ = ["BulkCreate", "adoptable", "relisted", "unlisted_record"]
 
 log = logging.getLogger(__name__)
 
 OPERATION = "compute:instances.bulkInsert"
+#: Names per bulkInsert request (the API caps count at 1000, BulkInsertInstanceResource).
+BULK_LIMIT = 1000
 #: Listings to wait for instances a complete bulkInsert made to show.
 RELIST_POLLS = 10
 _UNUSABLE = frozenset({MachineState.DELETING, MachineState.DELETED, MachineState.FAILED})
@@ -68,6 +71,40 @@ class BulkCreate:
 
     def __init__(self, provider: GcpProvider) -> None:
         self._p = provider
+
+    def requests(
+        self,
+        workload: Workload,
+        replicas: Sequence[int],
+        *,
+        image: str,
+        machine_type: str,
+        user_data: str | None,
+        options: tr.GcpOptions,
+    ) -> list[CreateRequest]:
+        """The bulkInsert requests making ``replicas`` from ``image``, one per
+        ``BULK_LIMIT`` names, each with a requestId of its own (a fresh uuid4)."""
+        made = []
+        for start in range(0, len(replicas), BULK_LIMIT):
+            batch = tuple(replicas[start : start + BULK_LIMIT])
+            resource = tr.bulk_insert_body(
+                workload,
+                replicas=batch,
+                machine_type=machine_type,
+                image=image,
+                user_data=user_data,
+                options=options,
+                network=self._p.network,
+                subnetwork=self._p.subnetwork,
+            )
+            body = {
+                "project": self._p.project,
+                "zone": self._p.zone,
+                "requestId": str(uuid.uuid4()),
+                "bulkInsertInstanceResource": resource,
+            }
+            made.append(CreateRequest(OPERATION, batch, body))
+        return made
 
     def create(self, workload: Workload, request: CreateRequest) -> list[Machine]:
         """Send ``request``; return a machine per replica, made or adopted.
@@ -113,23 +150,12 @@ class BulkCreate:
         # rollback none of them is to be waited for.
         made = list(names) if complete else sorted(ours)
         try:
-            listed = self._listed(workload.name, [] if _rolled_back(done) else made)
+            listed = relisted(self._p, workload.name, [] if _rolled_back(done) else made)
         except ProviderError as exc:
             self._unread_instances(workload, names, made, ours, reasons, exc)
         if complete and all(n in listed for n in names):
             return [listed[n] for n in names]
         return self._settle(workload, names, done, listed, ours, reasons)
-
-    def _listed(self, workload: str, made: Sequence[str]) -> dict[str, Machine]:
-        """The workload's instances by name, listed again (a few polls) while
-        a name this request made is not listed yet: eventual consistency."""
-        listed = {m.name: m for m in self._p._list(workload)}
-        for _ in range(RELIST_POLLS):
-            if all(n in listed for n in made):
-                break
-            time.sleep(self._p.poll_interval)
-            listed = {m.name: m for m in self._p._list(workload)}
-        return listed
 
     def _settle(
         self,
@@ -148,7 +174,7 @@ class BulkCreate:
             machine = listed.get(name)
             if machine is not None and not rolled_back and ours.get(name) == machine.id:
                 made.append(machine)
-            elif machine is not None and _adoptable(machine, workload, set(ours.values())):
+            elif machine is not None and adoptable(machine, workload, set(ours.values())):
                 log.info("gcp: %s was made by a concurrent deploy; adopting it", name)
                 made.append(machine)
             elif name in ours and not rolled_back:
@@ -192,7 +218,7 @@ class BulkCreate:
         made = []
         if not _rolled_back(done):
             made = [
-                listed[n] for n in names if n in listed and _adoptable(listed[n], workload, set())
+                listed[n] for n in names if n in listed and adoptable(listed[n], workload, set())
             ]
         taken = {m.name for m in made}
         why = f"the operation is done but which names it made cannot be read: {exc}"
@@ -216,7 +242,7 @@ class BulkCreate:
         the request is refused. By name: the insert that succeeded on a name
         made the instance that holds it.
         """
-        doomed = [_unlisted(workload.name, name, ours.get(name, "")) for name in made]
+        doomed = [unlisted_record(workload.name, name, ours.get(name, "")) for name in made]
         why = f"made, then deleted again: could not be listed ({exc})"
         try:
             if doomed:
@@ -257,6 +283,18 @@ class BulkCreate:
             log.warning("gcp: could not delete the unused firewall rule of %s: %s", workload, exc)
 
 
+def relisted(provider: GcpProvider, workload: str, made: Sequence[str]) -> dict[str, Machine]:
+    """The workload's instances by name, listed again (a few polls) while a
+    name a create made (``made``) is not listed yet: eventual consistency."""
+    listed = {m.name: m for m in provider._list(workload)}
+    for _ in range(RELIST_POLLS):
+        if all(n in listed for n in made):
+            break
+        time.sleep(provider.poll_interval)
+        listed = {m.name: m for m in provider._list(workload)}
+    return listed
+
+
 def _outcomes(inserts: Sequence[Any]) -> tuple[dict[str, str], dict[str, Any]]:
     """From a bulk operation's insert operations: the id of each name made,
     and the failed insert of each name refused."""
@@ -287,7 +325,7 @@ def _rolled_back(done: Any) -> bool:
     return any(int(s.deleted_vm_count) > 0 or s.status == "ROLLING_BACK" for s in statuses)
 
 
-def _unlisted(workload: str, name: str, instance_id: str) -> Machine:
+def unlisted_record(workload: str, name: str, instance_id: str) -> Machine:
     """The record of an instance known only by the insert that made it."""
     return Machine(
         id=instance_id,
@@ -323,7 +361,7 @@ def _created(done: Any) -> int:
     return sum(int(s.created_vm_count) for s in metadata.per_location_status.values())
 
 
-def _adoptable(machine: Machine, workload: Workload, ours: set[str]) -> bool:
+def adoptable(machine: Machine, workload: Workload, ours: set[str]) -> bool:
     """An instance of the same workload and spec that another deploy made."""
     return (
         machine.id not in ours

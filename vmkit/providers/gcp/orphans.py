@@ -10,7 +10,10 @@ replaces a boot disk (``vmkit-workload`` label). Left behind by a crash:
   the workload's instances);
 * a disk labelled ``vmkit-workload`` that no instance uses (``users`` is
   empty, Disk reference): a restore's new disk never attached, or an old boot
-  disk detached but not deleted.
+  disk detached but not deleted. While the workload has an instance, a disk
+  made or detached less than ``vmkit.plan.IN_FLIGHT`` ago
+  (``creationTimestamp``, ``lastDetachTimestamp``) stays: it may be a
+  restore's, between its steps.
 
 Snapshots are backups and never count; neither does a rule or disk vmkit did
 not make (no vmkit label, or a rule not of :func:`translate.firewall_body`'s
@@ -22,12 +25,14 @@ from __future__ import annotations
 import builtins
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from google.cloud import compute_v1
 
 from vmkit.errors import NotFound
 from vmkit.machine import Orphan
+from vmkit.plan import recent
 from vmkit.provider import WORKLOAD_TAG
 from vmkit.providers.gcp import translate as tr
 
@@ -54,7 +59,7 @@ class Orphans:
         the workload's instances in all of them), firewalls and disks."""
         alive = self._p._live_workloads(workload)
         found = [o for o in self._firewalls(workload) if o.workload not in alive]
-        return found + self._disks(workload)
+        return found + self._disks(workload, alive)
 
     def _firewalls(self, workload: str | None) -> builtins.list[Orphan]:
         request = compute_v1.ListFirewallsRequest(project=self._p.project)
@@ -80,7 +85,7 @@ class Orphans:
             )
         return found
 
-    def _disks(self, workload: str | None) -> builtins.list[Orphan]:
+    def _disks(self, workload: str | None, alive: set[str]) -> builtins.list[Orphan]:
         owner = (
             f'labels.{WORKLOAD_TAG} = "{workload}"'
             if workload is not None
@@ -91,10 +96,16 @@ class Orphans:
         )
         disks = self._p._pages("compute:disks.list", self._p.clients.disks.list, request)
         found = []
+        now = datetime.now(UTC)
         for disk in disks:
             raw = self._p.to_json(disk)
             labels = raw.get("labels") or {}
             if raw.get("users") or str(raw.get("status")) not in _SETTLED_DISK:
+                continue
+            moving = recent(raw.get("creationTimestamp"), now) or recent(
+                raw.get("lastDetachTimestamp"), now
+            )
+            if labels.get(WORKLOAD_TAG) in alive and moving:
                 continue
             found.append(
                 Orphan(

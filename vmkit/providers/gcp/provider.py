@@ -24,6 +24,8 @@ from vmkit.errors import AuthError, ConfigError, NotFound, ProviderError, SpecEr
 from vmkit.machine import Machine, MachineState, Orphan, Snapshot
 from vmkit.provider import WORKLOAD_TAG, CreateRequest, Provider
 from vmkit.providers.gcp import translate as tr
+from vmkit.providers.gcp.clone import OPERATION as INSERT_OPERATION
+from vmkit.providers.gcp.clone import InsertCreate
 from vmkit.providers.gcp.create import BulkCreate
 from vmkit.providers.gcp.errors import GcpErrors, operation_error
 from vmkit.providers.gcp.firewall import Firewalls
@@ -41,9 +43,9 @@ SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 # minutes ("best effort", zoneOperations.wait reference), hence its longer one.
 CALL_TIMEOUT = 60.0
 WAIT_TIMEOUT = 150.0
-# Names per bulkInsert request (the API caps count at 1000, BulkInsertInstanceResource).
-BULK_LIMIT = 1000
 PAGE_SIZE = 500
+#: Create requests sent at once: a clone is one instances.insert per replica.
+CREATE_WORKERS = 8
 
 
 #: States of an instance that no longer holds its workload's shared resources.
@@ -119,10 +121,23 @@ class GcpProvider(Provider):
     * ``options["gcp"]``: ``machine_type`` (always wins), ``arch``,
       ``source_ranges`` (instead of anywhere), ``disk_type`` (pd-balanced),
       ``accelerator_type`` (GPUs for machine types without built-in ones).
-    * Snapshots are disk snapshots of the boot disk; restore stops the
-      instance, swaps its boot disk for one made from the snapshot and starts
-      it, so the instance keeps its id, name and labels.
-    * ``isolation`` is a Kubernetes-only field and is ignored.
+    * Snapshots are disk snapshots of the boot disk, labelled
+      ``vmkit-workload``, ``vmkit-replica`` and ``vmkit-machine``; their id is
+      the resource name. Restore stops the instance, swaps its boot disk for
+      one made from the snapshot and starts it, so the instance keeps its id,
+      name, labels and internal IP (see :mod:`vmkit.providers.gcp.snapshots`).
+    * ``os_image`` is, in this order: a portable name, an image or family
+      path (``projects/P/global/images/...``), a snapshot path
+      (``global/snapshots/NAME``, ``projects/P/global/snapshots/NAME``), or a
+      bare resource name, which is a snapshot of the project: images always
+      carry their project, so a bare name can only be a snapshot (a vmkit
+      snapshot id). A workload on a snapshot is a clone: bulkInsert cannot
+      boot from a snapshot, so each replica is one ``instances.insert``
+      (``create_concurrency`` at once) with ``initializeParams.sourceSnapshot``;
+      a snapshot that is missing or not READY fails plan and deploy with a
+      SpecError naming ``os_image`` before any mutating call.
+    * ``isolation``: every level is met by a VM; ``"sandbox"`` and ``"vm"``
+      are recorded in the ``vmkit-isolation`` label.
     """
 
     name = "gcp"
@@ -171,6 +186,8 @@ class GcpProvider(Provider):
         self._firewalls = Firewalls(self)
         self._snapshot_ops = Snapshots(self)
         self._bulk = BulkCreate(self)
+        self._inserts = InsertCreate(self)
+        self.create_concurrency = CREATE_WORKERS
         self._orphan_ops = Orphans(self)
 
     @classmethod
@@ -321,7 +338,7 @@ class GcpProvider(Provider):
                 f"({workload.name!r} gives {tr.replica_name(workload.name, 0)!r})",
             )
         options = tr.parse_options(workload)
-        tr.image_reference(workload.os_image, options.arch)
+        tr.boot_source(workload.os_image, options.arch, self.project)
         if options.machine_type is None:
             resolve_instance_type("gcp", workload.resources, arch=options.arch, available=None)
         elif tr.needs_attached_gpus(options.machine_type, workload.resources.gpu) and (
@@ -404,31 +421,34 @@ class GcpProvider(Provider):
         self, workload: Workload, replicas: Sequence[int]
     ) -> builtins.list[CreateRequest]:
         options = tr.parse_options(workload)
-        image = tr.image_reference(workload.os_image, options.arch)
+        source = tr.boot_source(workload.os_image, options.arch, self.project)
+        # Read-only, before the machine type: a missing snapshot is the user's
+        # error and fails the plan first.
+        snapshot_gb = (
+            self._snapshot_ops.clone_source(source, options.arch)
+            if source.kind == "snapshot"
+            else 0
+        )
         machine_type = options.machine_type or self._machine_type(workload, options.arch)
         user_data = render_cloud_init(workload)
-        requests = []
-        for start in range(0, len(replicas), BULK_LIMIT):
-            batch = tuple(replicas[start : start + BULK_LIMIT])
-            resource = tr.bulk_insert_body(
+        if source.kind == "snapshot":
+            return self._inserts.requests(
                 workload,
-                replicas=batch,
+                replicas,
+                snapshot=source,
+                snapshot_gb=snapshot_gb,
                 machine_type=machine_type,
-                image=image,
                 user_data=user_data,
                 options=options,
-                zone=self.zone,
-                network=self.network,
-                subnetwork=self.subnetwork,
             )
-            body = {
-                "project": self.project,
-                "zone": self.zone,
-                "requestId": str(uuid.uuid4()),
-                "bulkInsertInstanceResource": resource,
-            }
-            requests.append(CreateRequest("compute:instances.bulkInsert", batch, body))
-        return requests
+        return self._bulk.requests(
+            workload,
+            replicas,
+            image=source.path,
+            machine_type=machine_type,
+            user_data=user_data,
+            options=options,
+        )
 
     def _machine_type(self, workload: Workload, arch: tr.Arch) -> str:
         available: set[str] | None = None
@@ -462,6 +482,8 @@ class GcpProvider(Provider):
     # -------------------------------------------------------------- creating
 
     def _create(self, workload: Workload, request: CreateRequest) -> builtins.list[Machine]:
+        if request.operation == INSERT_OPERATION:
+            return self._inserts.create(workload, request)
         return self._bulk.create(workload, request)
 
     # -------------------------------------------------------------- deleting

@@ -1,11 +1,33 @@
-"""Snapshots of boot disks, and restoring a machine's boot disk from one.
+"""Snapshots of boot disks, restoring a machine's boot disk from one, and clone sources.
 
-Restore swaps the boot disk of the same instance (stop, ``disks.insert`` from
-the snapshot, ``instances.detachDisk`` of the old boot disk,
-``instances.attachDisk`` of the new one as boot, start, delete the old disk),
-which Compute Engine documents for stopped instances
-(https://cloud.google.com/compute/docs/disks/detach-reattach-boot-disk), so
-the instance keeps its id, name, labels and metadata.
+Restore swaps the boot disk of the same instance, which Compute Engine allows
+only while the instance is stopped ("To detach the boot disk, the instance
+must be in TERMINATED state", 400 ``invalidResourceUsage``;
+https://cloud.google.com/compute/docs/disks/detach-reattach-boot-disk):
+
+1. ``disks.insert`` of a disk from the snapshot, with the old boot disk's
+   type and labels and at least its size, while the instance still runs
+   (less downtime; a refusal here leaves the instance untouched);
+2. ``instances.stop`` (a stopped instance is swapped as it is);
+3. ``instances.detachDisk`` of the old boot disk (by its device name), which
+   leaves that disk in the project, billed until deleted;
+4. ``instances.attachDisk`` of the new disk as boot disk, same device name,
+   ``autoDelete`` true (the API's default is false: the disk would outlive
+   the instance, AttachedDisk.auto_delete);
+5. ``instances.start``;
+6. ``disks.delete`` of the old disk.
+
+The instance keeps its id, name, labels and metadata, and its internal IP:
+stopping keeps an instance's internal addresses, only an ephemeral external
+IP is given back (https://cloud.google.com/compute/docs/instances/suspend-stop-reset-instances-overview,
+"Stop an instance"; https://cloud.google.com/vpc/docs/ip-addresses). A
+restore returns the machine running, whatever its state before: rolling a
+machine back is asking for it to run from the snapshot.
+
+When a step up to the start fails, the restore is undone from what the
+instance shows: the new disk detached if it got attached, the old disk
+attached again as boot disk if it is not, the new disk deleted, and the
+instance started again if it was running. The original error is raised.
 """
 
 from __future__ import annotations
@@ -13,12 +35,13 @@ from __future__ import annotations
 import builtins
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from google.cloud import compute_v1
 
-from vmkit.errors import NotFound, ProviderError
-from vmkit.machine import Machine, Snapshot
+from vmkit.errors import NotFound, ProviderError, SpecError
+from vmkit.machine import Machine, MachineState, Snapshot
 from vmkit.provider import WORKLOAD_TAG
 from vmkit.providers.gcp import translate as tr
 
@@ -29,6 +52,25 @@ __all__ = ["Snapshots"]
 
 log = logging.getLogger(__name__)
 
+#: Snapshot.architecture values by vmkit arch (compute_v1/types/compute.py, Snapshot.Architecture).
+_ARCHITECTURES = {"x86_64": "X86_64", "arm64": "ARM64"}
+#: Machine states after which a restore starts the instance again on an undo.
+_UP = frozenset({MachineState.RUNNING, MachineState.PENDING})
+
+
+@dataclass(frozen=True)
+class _Boot:
+    """A boot disk as attached: its disk's name, device name and autoDelete."""
+
+    name: str
+    device: str
+    auto_delete: bool
+
+    @classmethod
+    def of(cls, attached: Any) -> _Boot:
+        name = tr.last_segment(attached.get("source"))
+        return cls(name, str(attached.get("deviceName") or name), bool(attached.get("autoDelete")))
+
 
 class Snapshots:
     """Snapshot operations through the provider's retried, counted calls."""
@@ -37,8 +79,8 @@ class Snapshots:
         self._p = provider
 
     def create(self, machine: Machine, name: str) -> Snapshot:
-        """``disks.createSnapshot`` of the boot disk, labelled with the workload
-        and the machine id; waits until the snapshot is READY."""
+        """``disks.createSnapshot`` of the boot disk, labelled with the workload,
+        the machine id and its replica; waits until the snapshot is READY."""
         current = self._p._get(machine.id)
         disk = tr.boot_disk(current.raw)
         if disk is None:
@@ -47,7 +89,7 @@ class Snapshots:
         snapshot = compute_v1.Snapshot(
             name=resource_name,
             description=name,
-            labels={WORKLOAD_TAG: machine.workload, tr.MACHINE_LABEL: machine.id},
+            labels=tr.snapshot_labels(current),
         )
         op = self._p._sdk(
             "compute:disks.createSnapshot",
@@ -64,13 +106,43 @@ class Snapshots:
 
     def get(self, snapshot_id: str) -> Snapshot:
         """One snapshot by resource name. Raises NotFound."""
+        return tr.to_snapshot(self._read(self._p.project, snapshot_id))
+
+    def _read(self, project: str, name: str) -> dict[str, Any]:
         found = self._p._sdk(
             "compute:snapshots.get",
             self._p.clients.snapshots.get,
-            project=self._p.project,
-            snapshot=snapshot_id,
+            project=project,
+            snapshot=name,
         )
-        return tr.to_snapshot(self._p.to_json(found))
+        return self._p.to_json(found)
+
+    def clone_source(self, source: tr.BootSource, arch: tr.Arch) -> int:
+        """The size in GB of the READY snapshot ``source`` that a clone boots from.
+
+        Read-only (one ``snapshots.get``). Raises SpecError naming ``os_image``
+        when there is no such snapshot, when it is not READY, or when it was
+        taken of a disk of the other architecture than ``options.gcp.arch``.
+        """
+        try:
+            raw = self._read(source.project, source.name)
+        except NotFound as exc:
+            raise SpecError(
+                "os_image",
+                f"no snapshot {source.name!r} in project {source.project} (a bare name is a "
+                "snapshot; images are named projects/<p>/global/images/...)",
+            ) from exc
+        status = str(raw.get("status") or "")
+        if status != "READY":
+            raise SpecError("os_image", f"snapshot {source.name!r} is {status}, not READY")
+        architecture = str(raw.get("architecture") or "")
+        if architecture in _ARCHITECTURES.values() and architecture != _ARCHITECTURES[arch]:
+            raise SpecError(
+                "os_image",
+                f"snapshot {source.name!r} is of an {architecture} disk; set options.gcp.arch "
+                "to match",
+            )
+        return int(raw.get("diskSizeGb") or 0)
 
     def list(self, workload: str | None) -> builtins.list[Snapshot]:
         """vmkit's snapshots (of one workload), one paginated list."""
@@ -99,23 +171,61 @@ class Snapshots:
             return
 
     def restore(self, machine: Machine, snapshot: Snapshot) -> None:
-        """Swap the machine's boot disk for a new disk made from ``snapshot``
-        and start it. The old boot disk is deleted once the new one is attached;
-        on a failure before that, the old disk is put back."""
+        """Put ``machine`` on a new boot disk made from ``snapshot`` and start it
+        (see the module docstring for the steps and the undo). Raises NotFound
+        for a snapshot that is gone, before anything changes."""
         source = self.get(snapshot.id)
-        current = self._p.stopped(self._p._get(machine.id))
-        old = tr.boot_disk(current.raw)
-        if old is None:
+        if source.state != "ready":
+            raise ProviderError(
+                f"snapshot {source.id} is {source.state}, not ready",
+                provider="gcp",
+                operation="restore",
+            )
+        current = self._p._get(machine.id)
+        attached = tr.boot_disk(current.raw)
+        if attached is None:
             raise ProviderError(f"{machine.name} has no boot disk", provider="gcp")
-        old_name = tr.last_segment(old.get("source"))
-        device = str(old.get("deviceName") or old_name)
+        old = _Boot.of(attached)
         new_name = f"{machine.name}-{uuid.uuid4().hex[:8]}"
-        size = max(int(old.get("diskSizeGb") or 0), int(source.raw.get("diskSizeGb") or 0))
-        disk = compute_v1.Disk(
-            name=new_name,
-            source_snapshot=f"projects/{self._p.project}/global/snapshots/{source.id}",
-            labels={WORKLOAD_TAG: machine.workload},
+        try:
+            self._insert_disk(new_name, source, self._disk(old.name), machine.workload)
+            stopped = self._p.stopped(current)
+            self._detach(stopped, old.device)
+            self._attach(stopped, old.device, new_name, auto_delete=True)
+            self._p._start(stopped)
+        except BaseException:
+            self._undo(machine, old, new_name, restart=current.state in _UP)
+            raise
+        try:
+            self._delete_disk(old.name)
+        except ProviderError as exc:
+            # The restore is done; the disk stays billed until gc deletes it.
+            log.warning("gcp: old boot disk %s of %s not deleted: %s", old.name, machine.name, exc)
+
+    def _disk(self, name: str) -> dict[str, Any]:
+        found = self._p._sdk(
+            "compute:disks.get",
+            self._p.clients.disks.get,
+            project=self._p.project,
+            zone=self._p.zone,
+            disk=name,
         )
+        return self._p.to_json(found)
+
+    def _insert_disk(self, name: str, source: Snapshot, old: dict[str, Any], workload: str) -> None:
+        """A disk from ``source`` like the ``old`` boot disk: its type, its labels,
+        its size unless the snapshot's is larger (a disk cannot be smaller than
+        its snapshot, Disk.size_gb)."""
+        labels = {str(k): str(v) for k, v in (old.get("labels") or {}).items()}
+        labels.setdefault(WORKLOAD_TAG, workload)
+        disk = compute_v1.Disk(
+            name=name,
+            source_snapshot=f"projects/{self._p.project}/global/snapshots/{source.id}",
+            labels=labels,
+        )
+        if old.get("type"):
+            disk.type_ = f"zones/{self._p.zone}/diskTypes/{tr.last_segment(old['type'])}"
+        size = max(int(old.get("sizeGb") or 0), source.size or 0)
         if size:
             disk.size_gb = size
         op = self._p._sdk(
@@ -127,29 +237,26 @@ class Snapshots:
             disk_resource=disk,
             request_id=str(uuid.uuid4()),
         )
-        self._p.wait_operation(op, "compute:disks.insert", new_name)
-        self._swap(current, device, old_name, new_name)
-        self._p._start(current)
-        try:
-            self._delete_disk(old_name)
-        except ProviderError as exc:
-            log.warning("gcp: old boot disk %s of %s not deleted: %s", old_name, machine.name, exc)
+        self._p.wait_operation(op, "compute:disks.insert", name)
 
-    def _swap(self, machine: Machine, device: str, old_name: str, new_name: str) -> None:
-        detached = False
+    def _undo(self, machine: Machine, old: _Boot, new_name: str, *, restart: bool) -> None:
+        """Put ``machine`` back on its ``old`` boot disk, from what the instance
+        shows now; delete the new disk; start the instance when it ran before.
+        Best effort: the restore's own error is the one the caller sees."""
         try:
-            self._detach(machine, device)
-            detached = True
-            self._attach(machine, device, new_name)
-        except BaseException:
-            try:
-                if detached:
-                    self._attach(machine, device, old_name)
-                self._delete_disk(new_name)
-            except ProviderError as exc:
-                # The original error is the one raised; this one is only reported.
-                log.warning("gcp: restore of %s could not be undone: %s", machine.name, exc)
-            raise
+            current = self._p._get(machine.id)
+            attached = tr.boot_disk(current.raw)
+            boot = _Boot.of(attached) if attached is not None else None
+            if boot is None or boot.name != old.name:
+                current = self._p.stopped(current)
+                if boot is not None:
+                    self._detach(current, boot.device)
+                self._attach(current, old.device, old.name, auto_delete=old.auto_delete)
+            self._delete_disk(new_name)
+            if restart and current.state not in _UP:
+                self._p._start(self._p.stopped(current))
+        except ProviderError as exc:
+            log.warning("gcp: restore of %s could not be undone: %s", machine.name, exc)
 
     def _detach(self, machine: Machine, device: str) -> None:
         op = self._p._instance_call(
@@ -161,12 +268,11 @@ class Snapshots:
         )
         self._p.wait_operation(op, "compute:instances.detachDisk", machine.name)
 
-    def _attach(self, machine: Machine, device: str, disk_name: str) -> None:
+    def _attach(self, machine: Machine, device: str, disk_name: str, *, auto_delete: bool) -> None:
         attached = compute_v1.AttachedDisk(
             source=f"projects/{self._p.project}/zones/{self._p.zone}/disks/{disk_name}",
             boot=True,
-            # Without it the disk would outlive the instance (AttachedDisk.auto_delete).
-            auto_delete=True,
+            auto_delete=auto_delete,
             device_name=device,
         )
         op = self._p._instance_call(
@@ -178,7 +284,8 @@ class Snapshots:
         )
         self._p.wait_operation(op, "compute:instances.attachDisk", machine.name)
 
-    def _delete_disk(self, name: str) -> Any:
+    def _delete_disk(self, name: str) -> None:
+        """Delete a disk and wait until it is gone; one already gone is fine."""
         try:
             op = self._p._sdk(
                 "compute:disks.delete",
@@ -190,5 +297,5 @@ class Snapshots:
                 request_id=str(uuid.uuid4()),
             )
         except NotFound:
-            return None
-        return self._p.wait_operation(op, "compute:disks.delete", name)
+            return
+        self._p.wait_operation(op, "compute:disks.delete", name)

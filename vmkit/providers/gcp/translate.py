@@ -29,18 +29,21 @@ __all__ = [
     "OPTION_NAMES",
     "STATES",
     "Arch",
+    "BootSource",
     "GcpOptions",
     "boot_disk",
+    "boot_source",
     "bulk_insert_body",
     "disk_gib",
     "firewall_body",
     "firewall_name",
     "firewall_owner",
-    "image_reference",
+    "insert_body",
     "last_segment",
     "needs_attached_gpus",
     "parse_options",
     "replica_name",
+    "snapshot_labels",
     "snapshot_resource_name",
     "to_machine",
     "to_snapshot",
@@ -151,20 +154,66 @@ def disk_gib(size: int) -> int:
     return max(1, math.ceil(size / 2**30))
 
 
-def image_reference(os_image: str, arch: Arch) -> str:
-    """The ``sourceImage`` for ``os_image``: a portable name's image family, or a
-    native image / family path or URL as given. SpecError otherwise."""
+_URL_PREFIX = re.compile(r"^https://[^/]+/compute/v1/")
+_PROJECT = r"[a-z][-a-z0-9.:]*"
+_IMAGE_PATH = re.compile(rf"projects/{_PROJECT}/global/images/(family/)?[a-z][-a-z0-9]*")
+_SNAPSHOT_PATH = re.compile(
+    rf"(?:projects/(?P<project>{_PROJECT})/)?global/snapshots/(?P<name>[a-z][-a-z0-9]*)"
+)
+
+
+@dataclass(frozen=True)
+class BootSource:
+    """What a boot disk is made from: an image (or image family) or a snapshot.
+
+    ``path`` is ``projects/<p>/global/images/...`` or
+    ``projects/<p>/global/snapshots/<name>``, the partial URL both
+    ``initializeParams`` fields take."""
+
+    kind: Literal["image", "snapshot"]
+    path: str
+
+    @property
+    def project(self) -> str:
+        return self.path.split("/")[1]
+
+    @property
+    def name(self) -> str:
+        return last_segment(self.path)
+
+
+def boot_source(os_image: str, arch: Arch, project: str) -> BootSource:
+    """Where ``os_image`` boots from, checked in this order:
+
+    1. a portable name (``ubuntu-22.04``...): its image family;
+    2. an image or image-family path or URL (``projects/P/global/images/...``);
+    3. a snapshot path or URL (``global/snapshots/NAME``, ``projects/P/global/snapshots/NAME``);
+    4. a bare resource name: a snapshot of ``project`` (what ``Snapshot.id`` is).
+
+    A bare name is never an image: images are always named with their project
+    (an image family of another project such as ``debian-12`` needs its path),
+    so a name of the portable table wins and any other bare name is a
+    snapshot. Pure: whether the snapshot exists is checked by the caller.
+    Raises SpecError naming ``os_image`` for anything else.
+    """
     ref = resolve_image("gcp", os_image, arch=arch)
     if ref.kind == "family":
-        return ref.value
+        return BootSource("image", ref.value)
     value = ref.value.strip()
-    path = re.sub(r"^https://[^/]+/compute/v1/", "", value)
-    if re.fullmatch(r"projects/[a-z][-a-z0-9.:]*/global/images/(family/)?[a-z][-a-z0-9]*", path):
-        return path
+    path = _URL_PREFIX.sub("", value)
+    if _IMAGE_PATH.fullmatch(path):
+        return BootSource("image", path)
+    snapshot = _SNAPSHOT_PATH.fullmatch(path)
+    if snapshot is not None and NAME_RE.match(snapshot["name"]):
+        owner = snapshot["project"] or project
+        return BootSource("snapshot", f"projects/{owner}/global/snapshots/{snapshot['name']}")
+    if NAME_RE.match(value):
+        return BootSource("snapshot", f"projects/{project}/global/snapshots/{value}")
     raise SpecError(
         "os_image",
-        f"{os_image!r} is not a portable image ({', '.join(PORTABLE_IMAGES)}) nor an image "
-        "path such as projects/debian-cloud/global/images/family/debian-12",
+        f"{os_image!r} is not a portable image ({', '.join(PORTABLE_IMAGES)}), an image "
+        "path such as projects/debian-cloud/global/images/family/debian-12, nor a snapshot "
+        "(a vmkit snapshot id, or global/snapshots/NAME)",
     )
 
 
@@ -196,35 +245,36 @@ def metadata_size(workload: Workload, user_data: str | None) -> int:
     return sum(len(i["key"].encode()) + len(i["value"].encode()) for i in items)
 
 
-def bulk_insert_body(
+def _instance_properties(
     workload: Workload,
     *,
-    replicas: Sequence[int],
+    labels: dict[str, str],
     machine_type: str,
-    image: str,
+    source: BootSource,
+    disk_gb: int,
     user_data: str | None,
     options: GcpOptions,
-    zone: str,
     network: str,
     subnetwork: str | None,
+    zone: str | None,
 ) -> dict[str, Any]:
-    """The ``BulkInsertInstanceResource`` creating ``replicas`` by name.
+    """The instance fields shared by bulkInsert's template and instances.insert.
 
-    ``minCount`` 1: Compute Engine creates as many of them as fit, up to
-    ``count``, and fails the others ("The minimum number of instances to
-    create", BulkInsertInstanceResource.min_count in compute_v1/types/compute.py),
-    so a quota short of the request still gives the replicas it has room for.
-    ``machineType`` is a bare name ("not a URL", InstanceProperties.machine_type)
-    and so is ``initializeParams.diskType``. bulkInsert cannot label each
-    instance, so the replica index lives in the name.
+    With ``zone`` None the type fields are bare names, as a template takes
+    them ("not a URL", InstanceProperties.machine_type); with a zone they are
+    the partial URLs instances.insert takes (``zones/<z>/machineTypes/<t>``,
+    Instance.machine_type and AttachedDiskInitializeParams.disk_type in
+    compute_v1/types/compute.py).
     """
-    names = [replica_name(workload.name, r) for r in replicas]
+
+    def typed(kind: str, name: str) -> str:
+        return name if zone is None else f"zones/{zone}/{kind}/{name}"
+
     nic: dict[str, Any] = {"network": f"global/networks/{network}"}
     if subnetwork is not None:
         nic["subnetwork"] = subnetwork
     if workload.ports:
         nic["accessConfigs"] = [{"type": "ONE_TO_ONE_NAT", "name": "External NAT"}]
-    labels = ownership_labels(workload)
     scheduling: dict[str, Any] = {}
     if workload.spot:
         # Spot VMs cannot restart automatically nor live-migrate; DELETE on
@@ -241,20 +291,21 @@ def bulk_insert_body(
     if gpus > 0:
         # GPU VMs cannot live-migrate (https://cloud.google.com/compute/docs/gpus).
         scheduling["onHostMaintenance"] = "TERMINATE"
+    source_field = "sourceImage" if source.kind == "image" else "sourceSnapshot"
     properties: dict[str, Any] = {
-        "machineType": machine_type,
+        "machineType": typed("machineTypes", machine_type),
         "labels": labels,
         "tags": {"items": [firewall_name(workload.name)]},
-        "metadata": {"items": _metadata(workload, user_data, image)},
+        "metadata": {"items": _metadata(workload, user_data, source.path)},
         "disks": [
             {
                 "boot": True,
                 # The API default is false, which leaks the disk with the VM.
                 "autoDelete": True,
                 "initializeParams": {
-                    "sourceImage": image,
-                    "diskSizeGb": str(disk_gib(workload.resources.disk)),
-                    "diskType": options.disk_type,
+                    source_field: source.path,
+                    "diskSizeGb": str(disk_gb),
+                    "diskType": typed("diskTypes", options.disk_type),
                     "labels": {WORKLOAD_TAG: workload.name},
                 },
             }
@@ -271,16 +322,91 @@ def bulk_insert_body(
     if needs_attached_gpus(machine_type, gpus) and options.accelerator_type is not None:
         properties["guestAccelerators"] = [
             {
-                "acceleratorType": options.accelerator_type,
+                "acceleratorType": typed("acceleratorTypes", options.accelerator_type),
                 "acceleratorCount": gpus,
             }
         ]
+    return properties
+
+
+def bulk_insert_body(
+    workload: Workload,
+    *,
+    replicas: Sequence[int],
+    machine_type: str,
+    image: str,
+    user_data: str | None,
+    options: GcpOptions,
+    network: str,
+    subnetwork: str | None,
+) -> dict[str, Any]:
+    """The ``BulkInsertInstanceResource`` creating ``replicas`` by name from ``image``.
+
+    ``minCount`` 1: Compute Engine creates as many of them as fit, up to
+    ``count``, and fails the others ("The minimum number of instances to
+    create", BulkInsertInstanceResource.min_count in compute_v1/types/compute.py),
+    so a quota short of the request still gives the replicas it has room for.
+    bulkInsert cannot label each instance, so the replica index lives in the
+    name; nor can it boot from a snapshot (see :func:`insert_body`).
+    """
+    names = [replica_name(workload.name, r) for r in replicas]
+    properties = _instance_properties(
+        workload,
+        labels=ownership_labels(workload),
+        machine_type=machine_type,
+        source=BootSource("image", image),
+        disk_gb=disk_gib(workload.resources.disk),
+        user_data=user_data,
+        options=options,
+        network=network,
+        subnetwork=subnetwork,
+        zone=None,
+    )
     return {
         "count": str(len(names)),
         "minCount": "1",
         "perInstanceProperties": {name: {"name": name} for name in names},
         "instanceProperties": properties,
     }
+
+
+def insert_body(
+    workload: Workload,
+    *,
+    replica: int,
+    machine_type: str,
+    snapshot: BootSource,
+    snapshot_gb: int,
+    user_data: str | None,
+    options: GcpOptions,
+    zone: str,
+    network: str,
+    subnetwork: str | None,
+) -> dict[str, Any]:
+    """The ``Instance`` of ``instances.insert`` making one replica boot from ``snapshot``.
+
+    bulkInsert cannot: "You can't use a snapshot to create the boot disks for
+    the VMs. Instead, use a custom image when you create VMs in bulk"
+    (https://cloud.google.com/compute/docs/instances/multiple/about-bulk-creation,
+    Limitations; also AttachedDiskInitializeParams.source_snapshot), so a
+    clone is one insert per replica, which labels each instance with its
+    replica. The boot disk is ``resources.disk`` or the snapshot's source
+    disk size when that is larger: a disk from a snapshot cannot be smaller
+    than it (Disk.size_gb).
+    """
+    properties = _instance_properties(
+        workload,
+        labels=ownership_labels(workload, replica),
+        machine_type=machine_type,
+        source=snapshot,
+        disk_gb=max(disk_gib(workload.resources.disk), snapshot_gb),
+        user_data=user_data,
+        options=options,
+        network=network,
+        subnetwork=subnetwork,
+        zone=zone,
+    )
+    return {"name": replica_name(workload.name, replica), **properties}
 
 
 def firewall_body(
@@ -424,10 +550,23 @@ def snapshot_resource_name(machine_name: str, name: str, suffix: str) -> str:
     return f"{head}-{suffix}"
 
 
+def snapshot_labels(machine: Machine) -> dict[str, str]:
+    """The labels of a snapshot vmkit takes of ``machine``: its workload, its id
+    and, when it has one, its replica index."""
+    labels = {WORKLOAD_TAG: machine.workload, MACHINE_LABEL: machine.id}
+    if machine.replica is not None:
+        labels[REPLICA_TAG] = str(machine.replica)
+    return labels
+
+
 def to_snapshot(snapshot: Mapping[str, Any]) -> Snapshot:
     """A ``Snapshot`` vmkit made (REST JSON) -> Snapshot; its id is its resource name
-    and its name the one the user gave (kept in ``description``)."""
+    and its name the one the user gave (kept in ``description``). ``size`` is
+    ``diskSizeGb``, the size of the disk it copies (Snapshot reference); the
+    replica comes from the ``vmkit-replica`` label."""
     labels = {str(k): str(v) for k, v in (snapshot.get("labels") or {}).items()}
+    replica = labels.get(REPLICA_TAG, "")
+    size = str(snapshot.get("diskSizeGb") or "")
     return Snapshot(
         id=str(snapshot["name"]),
         name=str(snapshot.get("description") or snapshot["name"]),
@@ -436,6 +575,8 @@ def to_snapshot(snapshot: Mapping[str, Any]) -> Snapshot:
         machine_id=labels.get(MACHINE_LABEL),
         state=str(snapshot.get("status", "unknown")).lower(),
         created_at=_timestamp(snapshot.get("creationTimestamp")),
+        size=int(size) if size.isdigit() and int(size) > 0 else None,
+        replica=int(replica) if replica.isdigit() else None,
         labels=user_labels(labels),
         raw=dict(snapshot),
     )

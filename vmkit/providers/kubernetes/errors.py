@@ -28,6 +28,7 @@ from vmkit.errors import (
     ProviderError,
     QuotaExceeded,
     Throttled,
+    Unsupported,
     VmkitError,
 )
 from vmkit.retry import fallback_error
@@ -147,6 +148,14 @@ class KubernetesErrors:
             # terminating namespace is a 403 too but no permission problem.
             if "exceeded quota" in text:
                 kind = QuotaExceeded
+            elif "pod rejected: RuntimeClass" in text:
+                # The RuntimeClass admission plugin: the pod names a class the
+                # cluster does not have (plugin/pkg/admission/runtimeclass/admission.go).
+                kind = Unsupported
+                message += (
+                    ": install that runtime on the nodes and create its RuntimeClass, or map "
+                    "the isolation level to a class the cluster has with runtime_classes="
+                )
             elif not any(c.get("reason") == "NamespaceTerminating" for c in _causes(status)):
                 kind = AuthError
         elif code == 404:

@@ -28,7 +28,16 @@ from vmkit.errors import (
     Unsupported,
 )
 from vmkit.machine import Machine, MachineState, Orphan
-from vmkit.provider import SPEC_TAG, WORKLOAD_TAG, CreateRequest, Progress, Provider
+from vmkit.provider import (
+    SPEC_TAG,
+    WORKLOAD_TAG,
+    CreateRequest,
+    Plan,
+    Progress,
+    Provider,
+    converge,
+)
+from vmkit.providers.kubernetes import runtimeclass as rc
 from vmkit.providers.kubernetes import translate as tr
 from vmkit.providers.kubernetes.connection import (
     Kubeconfig,
@@ -68,9 +77,13 @@ class KubernetesProvider(Provider):
     ``~/.kube/config``), or ``host`` and ``token`` for an explicit API server
     (a ``token`` alone overrides the kubeconfig user's), ``verify_ssl`` and
     ``ca_cert``, ``grace_period`` (seconds a deleted pod gets to stop, 30 as
-    kubectl), and the shared ``retry_attempts``, ``retry_timeout``,
-    ``poll_interval``, ``timeout``. Without host or kubeconfig the in-cluster
-    service account is used. No API call is made on connect.
+    kubectl), ``runtime_classes`` (the RuntimeClass of each isolation level
+    on this cluster, e.g. ``{"vm": "kata-qemu"}``; a workload's own
+    ``options.kubernetes.runtime_classes`` win), and the shared
+    ``retry_attempts``, ``retry_timeout``, ``poll_interval``, ``timeout``.
+    Without host or kubeconfig the in-cluster service account is used. No
+    API call is made on connect; a bad ``runtime_classes`` is a ConfigError
+    naming its key.
 
     What is specific to Kubernetes:
 
@@ -89,6 +102,15 @@ class KubernetesProvider(Provider):
       under the same name (reboot, replacement, re-deploy) is a new machine,
       as it is a new object to the API server. ``get`` lists the managed
       pods and matches the uid, since pods have no uid field selector.
+    * ``isolation="sandbox"``/``"vm"`` sets the pods' ``runtimeClassName``
+      (``gvisor``/``kata`` unless mapped otherwise). A plan that creates pods
+      reads that RuntimeClass first (one GET, read-only): a cluster without
+      it fails the plan, and so the deploy, with Unsupported naming the
+      class, the level and the fix, before any pod is made or replaced. Not
+      allowed to read it (403): the pods are sent anyway and the API
+      server's RuntimeClass admission refuses them if it is missing
+      (Unsupported per replica). A kept pod under another class than the
+      one now wanted (``runtime_classes`` changed) is replaced.
     * Waiting is one list and one watch on the workload's label selector. A
       pod that cannot start (ErrImagePull, ImagePullBackOff, InvalidImageName,
       CrashLoopBackOff, Unschedulable) fails the deploy at once, naming the
@@ -96,8 +118,10 @@ class KubernetesProvider(Provider):
     * ``gc`` finds nothing, by design: vmkit makes nothing but pods, and a
       pod is a machine (see ``_orphans``).
     * ``reboot`` deletes the pod and creates it again from its own spec under
-      the same name, so the Machine returned has a new id. ``stop``,
-      ``start``, ``snapshot`` and ``restore`` raise Unsupported.
+      the same name, so the Machine returned has a new id. ``stop`` and
+      ``start`` raise Unsupported, and so do ``snapshot``, ``snapshots``,
+      ``restore`` and ``delete_snapshot``, naming the VM providers that
+      have them: a pod has no disk of its own to copy.
     * ``options["kubernetes"]``: ``runtime_classes``, ``node_selector``,
       ``service_account``, ``image_pull_secrets``, ``priority_class``.
     * ``user_data`` (cloud-init) is refused with Unsupported; ``os_image``,
@@ -122,6 +146,7 @@ class KubernetesProvider(Provider):
         verify_ssl: bool = True,
         ca_cert: str | None = None,
         grace_period: int = 30,
+        runtime_classes: Mapping[str, str] | None = None,
         retry_attempts: int = 8,
         retry_timeout: float = 120.0,
         poll_interval: float = 5.0,
@@ -138,6 +163,8 @@ class KubernetesProvider(Provider):
         if isinstance(grace_period, bool) or not isinstance(grace_period, int) or grace_period < 0:
             raise ConfigError(f"kubernetes: grace_period must be >= 0 seconds, got {grace_period}")
         self.grace_period = grace_period
+        #: The RuntimeClass of "sandbox"/"vm" on this cluster, over the defaults.
+        self.runtime_classes = tr.target_runtime_classes(runtime_classes)
         connection = open_connection(
             namespace=namespace,
             context=context,
@@ -151,6 +178,7 @@ class KubernetesProvider(Provider):
         self.namespace = connection.namespace
         self._location = connection.location
         self._core: Any = client.CoreV1Api(connection.api_client)
+        self._node: Any = client.NodeV1Api(connection.api_client)
 
     @classmethod
     def credentials_status(cls, **config: Any) -> str | None:
@@ -183,7 +211,25 @@ class KubernetesProvider(Provider):
                 provider=self.name,
                 operation="validate",
             )
-        tr.pod_manifest(workload, 0, self.namespace, tr.parse_options(workload))
+        tr.pod_manifest(workload, 0, self.namespace, self._options(workload))
+
+    def _options(self, workload: Workload) -> tr.KubernetesOptions:
+        return tr.parse_options(workload, self.runtime_classes)
+
+    def _unsupported_reason(self, capability: str) -> str:
+        """Unsupported operations name what to do instead."""
+        if capability in ("snapshot", "restore"):
+            return (
+                f"kubernetes pods have no disk to {capability}; deploy the workload on a VM "
+                "provider (aws, gcp, azure) to snapshot and restore it"
+            )
+        if capability in ("stop", "start"):
+            return (
+                f"a kubernetes pod cannot {capability}: delete it (the next deploy makes it "
+                "again) or deploy with fewer replicas; VM providers (aws, gcp, azure) can stop "
+                "and start machines"
+            )
+        return super()._unsupported_reason(capability)
 
     # ------------------------------------------------------------- API calls
 
@@ -238,6 +284,20 @@ class KubernetesProvider(Provider):
             _preload_content=False,
             _request_timeout=request_timeout,
         )
+
+    def read_runtime_class(self, name: str) -> dict[str, Any]:
+        """``GET /apis/node.k8s.io/v1/runtimeclasses/NAME`` (cluster-scoped);
+        NotFound when the cluster has no such class."""
+        found: dict[str, Any] = _json(
+            self._call(
+                rc.OPERATION,
+                self._node.read_runtime_class,
+                name,
+                _preload_content=False,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        )
+        return found
 
     def _read_pod(self, name: str) -> dict[str, Any] | None:
         try:
@@ -316,10 +376,24 @@ class KubernetesProvider(Provider):
 
     # ---------------------------------------------------------------- planning
 
+    def _plan(self, workload: Workload) -> Plan:
+        """See Provider._plan; a kept pod under another RuntimeClass than the
+        one wanted is replaced, and the wanted class is checked (one read)
+        before any create or replace is planned."""
+        wanted = tr.pod_runtime_class(
+            tr.pod_manifest(workload, 0, self.namespace, self._options(workload))
+        )
+        actions = rc.replace_drifted(converge(workload, self._list(workload.name)), wanted)
+        to_create = [a.replica for a in actions if a.kind in ("create", "replace")]
+        if to_create and wanted is not None:
+            rc.require_runtime_class(self, workload.isolation, wanted)
+        requests = self._build_requests(workload, to_create) if to_create else []
+        return Plan(self.name, workload, actions, tuple(requests))
+
     def _build_requests(
         self, workload: Workload, replicas: Sequence[int]
     ) -> builtins.list[CreateRequest]:
-        options = tr.parse_options(workload)
+        options = self._options(workload)
         return [
             CreateRequest(
                 "k8s:CreatePod",
@@ -375,7 +449,7 @@ class KubernetesProvider(Provider):
             # write that would answer AlreadyExists (k8s.io/apiserver
             # pkg/registry/generic/registry/store.go, Store.Create), so the
             # retry gets 403 "exceeded quota", not 409.
-            mine = self._own_pod(workload, name)
+            mine = self._own_pod(workload, body)
             if mine is None:
                 raise
             log.info("kubernetes: pod %s was made by an earlier attempt; adopting it", name)
@@ -394,7 +468,7 @@ class KubernetesProvider(Provider):
                     provider=self.name,
                     operation="k8s:CreatePod",
                 ) from conflict
-            if _same_replica(existing, workload):
+            if _same_replica(existing, workload, body):
                 return tr.to_machine(existing, self._location)
             uid = str(existing["metadata"]["uid"])
             log.info("kubernetes: replacing pod %s (another spec or terminating)", name)
@@ -402,14 +476,14 @@ class KubernetesProvider(Provider):
             self._wait_gone(workload.name, [uid], time.monotonic() + self.timeout)
         return tr.to_machine(self._post_pod(body), self._location)
 
-    def _own_pod(self, workload: Workload, name: str) -> Machine | None:
-        """The pod ``name`` when it is a live replica of ``workload`` of this
-        spec (made by an earlier attempt or a concurrent deploy), else None."""
+    def _own_pod(self, workload: Workload, body: Mapping[str, Any]) -> Machine | None:
+        """The pod of ``body``'s name when it is a live replica of ``workload``
+        like ``body`` (made by an earlier attempt or a concurrent deploy), else None."""
         try:
-            existing = self._read_pod(name)
+            existing = self._read_pod(str(body["metadata"]["name"]))
         except ProviderError:
             return None
-        if existing is None or not _same_replica(existing, workload):
+        if existing is None or not _same_replica(existing, workload, body):
             return None
         return tr.to_machine(existing, self._location)
 
@@ -512,12 +586,14 @@ class KubernetesProvider(Provider):
             )
 
 
-def _same_replica(pod: Mapping[str, Any], workload: Workload) -> bool:
-    """A pod of ``workload`` with its spec hash, not being deleted: adoptable."""
+def _same_replica(pod: Mapping[str, Any], workload: Workload, body: Mapping[str, Any]) -> bool:
+    """A pod of ``workload`` with its spec hash and the RuntimeClass of
+    ``body`` (the create sent), not being deleted: adoptable."""
     meta = pod.get("metadata") or {}
     labels = meta.get("labels") or {}
     return (
         labels.get(WORKLOAD_TAG) == workload.name
         and labels.get(SPEC_TAG) == workload.spec_hash
+        and tr.pod_runtime_class(pod) == tr.pod_runtime_class(body)
         and not meta.get("deletionTimestamp")
     )

@@ -16,7 +16,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from vmkit.errors import SpecError
+from vmkit.errors import ConfigError, SpecError
 from vmkit.machine import Machine, MachineState
 from vmkit.provider import MANAGED_BY, REPLICA_TAG, SPEC_TAG, WORKLOAD_TAG, ownership_labels
 from vmkit.render import render_pod
@@ -31,10 +31,12 @@ __all__ = [
     "failure_reason",
     "parse_options",
     "pod_manifest",
+    "pod_runtime_class",
     "pod_state",
     "recreate_body",
     "size_of",
     "start_failure",
+    "target_runtime_classes",
     "to_machine",
     "user_labels",
     "workload_selector",
@@ -58,6 +60,8 @@ START_FAILURES = frozenset(
     }
 )
 
+#: The isolation levels a RuntimeClass provides ("container" is the cluster's default runtime).
+ISOLATION_LEVELS = ("sandbox", "vm")
 OPTION_NAMES = (
     "image_pull_secrets",
     "node_selector",
@@ -103,9 +107,40 @@ def _string_map(options: Mapping[str, Any], key: str) -> dict[str, str]:
     return dict(value)
 
 
-def parse_options(workload: Workload) -> KubernetesOptions:
+def target_runtime_classes(value: Any) -> dict[str, str]:
+    """Validate the ``runtime_classes`` option of ``connect()``: a mapping of
+    "sandbox"/"vm" to RuntimeClass names. Raises ConfigError naming the key."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            'kubernetes: runtime_classes must be a mapping such as {"vm": "kata-qemu"}'
+        )
+    for isolation, class_name in value.items():
+        if isolation not in ISOLATION_LEVELS:
+            raise ConfigError(
+                f"kubernetes: runtime_classes.{isolation}: unknown isolation level; "
+                "only 'sandbox' and 'vm' use a RuntimeClass"
+            )
+        if not isinstance(class_name, str) or not _is_subdomain(class_name):
+            raise ConfigError(
+                f"kubernetes: runtime_classes.{isolation}: a RuntimeClass name is a DNS-1123 "
+                f"subdomain (lowercase letters, digits, '-', '.'), got {class_name!r}"
+            )
+    return dict(value)
+
+
+def _is_subdomain(value: str) -> bool:
+    return len(value) <= 253 and bool(_SUBDOMAIN.match(value))
+
+
+def parse_options(
+    workload: Workload, target_classes: Mapping[str, str] | None = None
+) -> KubernetesOptions:
     """Validate ``options["kubernetes"]``. Raises SpecError naming
-    ``options.kubernetes.<key>``."""
+    ``options.kubernetes.<key>``. ``target_classes`` (the ``runtime_classes``
+    of ``connect()``) apply where the workload's own ``runtime_classes`` do
+    not say: the workload's options win."""
     options = workload.options_for(PROVIDER)
     unknown = sorted(set(options) - set(OPTION_NAMES))
     if unknown:
@@ -115,12 +150,17 @@ def parse_options(workload: Workload) -> KubernetesOptions:
         )
     runtime_classes = _string_map(options, "runtime_classes")
     for isolation, class_name in runtime_classes.items():
-        if isolation not in ("sandbox", "vm"):
+        if isolation not in ISOLATION_LEVELS:
             raise SpecError(
                 f"options.kubernetes.runtime_classes.{isolation}",
                 "only 'sandbox' and 'vm' isolation use a RuntimeClass",
             )
-        _name({isolation: class_name}, isolation)
+        if not _is_subdomain(class_name):
+            raise SpecError(
+                f"options.kubernetes.runtime_classes.{isolation}",
+                f"must be a DNS-1123 subdomain (lowercase letters, digits, '-', '.'), "
+                f"got {class_name!r}",
+            )
     secrets = options.get("image_pull_secrets")
     if secrets is None:
         secrets = []
@@ -129,7 +169,7 @@ def parse_options(workload: Workload) -> KubernetesOptions:
     for index, secret in enumerate(secrets):
         _name({f"image_pull_secrets.{index}": secret}, f"image_pull_secrets.{index}")
     return KubernetesOptions(
-        runtime_classes=runtime_classes,
+        runtime_classes={**(target_classes or {}), **runtime_classes},
         node_selector=_string_map(options, "node_selector"),
         service_account=_name(options, "service_account"),
         image_pull_secrets=tuple(secrets),
@@ -329,13 +369,23 @@ def to_machine(pod: Mapping[str, Any], location: str) -> Machine:
     )
 
 
+def pod_runtime_class(pod: Mapping[str, Any]) -> str | None:
+    """The RuntimeClass a pod (or a pod body) names; None for the default runtime."""
+    return (pod.get("spec") or {}).get("runtimeClassName") or None
+
+
 def recreate_body(pod: Mapping[str, Any]) -> dict[str, Any]:
     """A create body for a pod like ``pod`` (same name, labels, annotations
-    and spec), to be scheduled afresh: server-set metadata, the node binding
-    and the status are left out."""
+    and spec), to be scheduled afresh: server-set metadata, the node binding,
+    the RuntimeClass overhead and the status are left out."""
     meta = pod.get("metadata") or {}
     spec = copy.deepcopy(dict(pod.get("spec") or {}))
     spec.pop("nodeName", None)
+    # RuntimeClass admission sets spec.overhead from the class and refuses a
+    # pod whose overhead differs from the class's current one
+    # (plugin/pkg/admission/runtimeclass/admission.go), so the new pod lets
+    # admission set it again.
+    spec.pop("overhead", None)
     new_meta: dict[str, Any] = {"name": meta.get("name"), "labels": dict(meta.get("labels") or {})}
     if meta.get("namespace"):
         new_meta["namespace"] = meta["namespace"]

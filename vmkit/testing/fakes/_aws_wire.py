@@ -4,19 +4,30 @@ Requests: which service and action a request is (EC2's form-encoded query
 protocol, SSM's JSON one). Answers: EC2 answers XML; botocore's parser
 (botocore/parsers.py, ``EC2QueryParser``) matches elements by their local
 names, so the front does the same and keeps the namespace of an answer it
-rewrites.
+rewrites. :func:`make_handler` serves them over HTTP, faults first.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
+import socket
+import struct
+import threading
+import time
 import uuid
 import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
+
+from vmkit.testing.fakes._http import request_key
+from vmkit.testing.faults import Decision, FaultPlan
 
 __all__ = [
     "EC2_NAMESPACE",
@@ -30,6 +41,7 @@ __all__ = [
     "json_error",
     "launch_of",
     "local",
+    "make_handler",
     "namespace",
     "parse",
     "parse_operation",
@@ -211,3 +223,74 @@ def instance_items(root: ET.Element) -> Iterator[ET.Element]:
             and child(item, "instanceState") is not None
         ):
             yield item
+
+
+class Front(Protocol):
+    """What :func:`make_handler` needs of the front it serves."""
+
+    faults: FaultPlan
+    lock: threading.RLock
+    requests: Counter[str]
+
+    def fault_answer(self, operation: Operation, decision: Decision) -> Answer: ...
+
+    def handle(self, operation: Operation) -> Answer: ...
+
+
+def make_handler(front: Front, log: logging.Logger) -> type[BaseHTTPRequestHandler]:
+    """The request handler of ``front``: each request is counted, its fault
+    (by ``/service/Action``) applied, then answered by ``front.handle``."""
+
+    class _Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes; without TCP_NODELAY the
+        # second waits for the client's delayed ACK (~40 ms per answer).
+        disable_nagle_algorithm = True
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("AwsFront %s", format % args)
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            operation = parse_operation(self.command, self.path, dict(self.headers.items()), body)
+            key = request_key(self.command, self.path, body)
+            decision = front.faults.decide(operation.method, operation.fault_path, key)
+            with front.lock:
+                front.requests[f"{operation.method} {operation.name}"] += 1
+            if decision.latency:
+                time.sleep(decision.latency)
+            if decision.reset:
+                self._reset()
+                return
+            if decision.status is not None:
+                answer = front.fault_answer(operation, decision)
+            else:
+                try:
+                    answer = front.handle(operation)
+                except OSError as exc:
+                    log.warning("aws front: moto did not answer %s: %s", operation.name, exc)
+                    answer = ec2_error(503, "Unavailable", f"moto did not answer: {exc}")
+            if decision.drop_response:
+                # moto has committed; the answer is lost on the way back.
+                self._reset()
+                return
+            self._write(answer)
+
+        def _reset(self) -> None:
+            # SO_LINGER 0 makes close() send RST: the client sees a reset.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+
+        def _write(self, answer: Answer) -> None:
+            self.send_response(answer.status)
+            for key, value in answer.headers:
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(answer.body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(answer.body)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
+
+    return _Handler

@@ -24,9 +24,24 @@ from urllib.parse import parse_qs, urlsplit
 
 from vmkit.testing.faults import FaultPlan
 
-__all__ = ["FakeServer", "HttpError", "Request", "Response", "request_key"]
+__all__ = ["FakeHTTPServer", "FakeServer", "HttpError", "Request", "Response", "request_key"]
 
 log = logging.getLogger(__name__)
+
+
+class FakeHTTPServer(ThreadingHTTPServer):
+    """The standard library's threaded HTTP server with a listen backlog of 128.
+
+    socketserver's default backlog is 5 (``request_queue_size``, Python docs of
+    socketserver.BaseServer). A client that opens more connections at once (a
+    pool of SDK threads) overflows it: Linux drops the extra SYNs and the
+    client sends them again only after its initial retransmission timeout of
+    1 s (RFC 6298, 2.1), a stall of the fake rather than of the code under
+    test. 128 is the backlog of werkzeug's server, which moto serves with.
+    """
+
+    request_queue_size = 128
+    daemon_threads = True
 
 
 @dataclass
@@ -93,7 +108,7 @@ class FakeServer:
         self.requests: Counter[str] = Counter()
         self._routes: list[tuple[str, re.Pattern[str], str, Handler]] = []
         self._port = port
-        self._server: ThreadingHTTPServer | None = None
+        self._server: FakeHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # -------------------------------------------------------------- lifecycle
@@ -108,8 +123,7 @@ class FakeServer:
     def start(self) -> FakeServer:
         """Start serving in a daemon thread; returns self."""
         handler = _make_handler(self)
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), handler)
-        self._server.daemon_threads = True
+        self._server = FakeHTTPServer(("127.0.0.1", self._port), handler)
         # A short poll keeps stop() quick: shutdown() waits for the next poll.
         self._thread = threading.Thread(
             target=self._server.serve_forever,

@@ -32,6 +32,14 @@ that, as EC2 does:
   in the DescribeInstances and RunInstances answers until
   :meth:`AwsFront.release_boot`: a boot that takes long (moto's instances
   are ``running`` at once);
+* the answers number the instances of a launch by ``amiLaunchIndex`` as EC2
+  does ("The AMI launch index, which can be used to find this instance in
+  the launch group", Instance, EC2 API reference:
+  https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_Instance.html);
+  moto 5.2 already sends it, from the order of the launch
+  (moto/ec2/models/instances.py, ``ami_launch_index``). After
+  :meth:`AwsFront.hide_launch_index` they leave it out, as an
+  EC2-compatible endpoint that lacks it would;
 * a :class:`~vmkit.testing.faults.FaultPlan` is consulted for every request
   with the synthetic path ``/<service>/<Action>`` (``/ec2/RunInstances``,
   ``/ssm/GetParameter``), so a rule's ``path`` regex picks actions; a
@@ -48,15 +56,11 @@ from __future__ import annotations
 
 import http.client
 import logging
-import socket
-import struct
 import threading
-import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -72,12 +76,12 @@ from vmkit.testing.fakes._aws_wire import (
     json_error,
     launch_of,
     local,
+    make_handler,
     namespace,
     parse,
-    parse_operation,
     serialize,
 )
-from vmkit.testing.fakes._http import FakeServer, request_key
+from vmkit.testing.fakes._http import FakeHTTPServer, FakeServer
 from vmkit.testing.faults import Decision, FaultPlan
 
 __all__ = [
@@ -161,11 +165,12 @@ class AwsFront(FakeServer):
         self._launch_lock = threading.Lock()
         self._holding = False
         self._held: set[str] = set()
+        self._numbered = True
 
     def start(self) -> AwsFront:
         """Start serving in a daemon thread; returns self."""
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), _make_handler(self))
-        self._server.daemon_threads = True
+        # A listen backlog of 128, not 5: see FakeHTTPServer.
+        self._server = FakeHTTPServer(("127.0.0.1", self._port), make_handler(self, log))
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -214,6 +219,12 @@ class AwsFront(FakeServer):
             self._holding = False
             self._held.clear()
 
+    def hide_launch_index(self, hidden: bool = True) -> None:
+        """Leave ``amiLaunchIndex`` out of the RunInstances and DescribeInstances
+        answers from now on (``hidden=False``: put it back)."""
+        with self.lock:
+            self._numbered = not hidden
+
     # ------------------------------------------------------------ answering
 
     def fault_answer(self, operation: Operation, decision: Decision) -> Answer:
@@ -241,7 +252,7 @@ class AwsFront(FakeServer):
         if operation.action == "TerminateInstances":
             return self._terminate(operation)
         if operation.action == "DescribeInstances":
-            return self._booting(self.forward(operation))
+            return self._shown(self.forward(operation))
         return self.forward(operation)
 
     def forward(self, operation: Operation, body: bytes | None = None) -> Answer:
@@ -270,7 +281,10 @@ class AwsFront(FakeServer):
     # -------------------------------------------------------------- launching
 
     def _run_instances(self, operation: Operation) -> Answer:
-        """A launch, idempotent per ClientToken."""
+        """A launch, idempotent per ClientToken, as the knobs show it."""
+        return self._numbering(self._idempotent_launch(operation))
+
+    def _idempotent_launch(self, operation: Operation) -> Answer:
         token = operation.form.get("ClientToken", [""])[-1]
         if not token:
             return self._launch(operation)
@@ -390,6 +404,23 @@ class AwsFront(FakeServer):
             return serialize(response, Answer(200, (("Content-Type", "text/xml"),), b""))
         return launch.answer
 
+    def _shown(self, answer: Answer) -> Answer:
+        """A DescribeInstances ``answer`` as the knobs show it."""
+        return self._numbering(self._booting(answer))
+
+    def _numbering(self, answer: Answer) -> Answer:
+        """``answer`` without ``amiLaunchIndex`` while it is hidden."""
+        with self.lock:
+            numbered = self._numbered
+        root = None if numbered else parse(answer)
+        if root is None:
+            return answer
+        for item in instance_items(root):
+            index = child(item, "amiLaunchIndex")
+            if index is not None:
+                item.remove(index)
+        return serialize(root, answer)
+
     def _booting(self, answer: Answer) -> Answer:
         """``answer`` with the held instances shown ``pending`` while moto runs them."""
         with self.lock:
@@ -457,62 +488,6 @@ class AwsFront(FakeServer):
         return (value or "").lower() == "true"
 
 
-def _make_handler(front: AwsFront) -> type[BaseHTTPRequestHandler]:
-    class _Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # Headers and body go out in two writes; without TCP_NODELAY the
-        # second waits for the client's delayed ACK (~40 ms per answer).
-        disable_nagle_algorithm = True
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("AwsFront %s", format % args)
-
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            operation = parse_operation(self.command, self.path, dict(self.headers.items()), body)
-            key = request_key(self.command, self.path, body)
-            decision = front.faults.decide(operation.method, operation.fault_path, key)
-            with front.lock:
-                front.requests[f"{operation.method} {operation.name}"] += 1
-            if decision.latency:
-                time.sleep(decision.latency)
-            if decision.reset:
-                self._reset()
-                return
-            if decision.status is not None:
-                answer = front.fault_answer(operation, decision)
-            else:
-                try:
-                    answer = front.handle(operation)
-                except OSError as exc:
-                    log.warning("aws front: moto did not answer %s: %s", operation.name, exc)
-                    answer = ec2_error(503, "Unavailable", f"moto did not answer: {exc}")
-            if decision.drop_response:
-                # moto has committed; the answer is lost on the way back.
-                self._reset()
-                return
-            self._write(answer)
-
-        def _reset(self) -> None:
-            # SO_LINGER 0 makes close() send RST: the client sees a reset.
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.close_connection = True
-
-        def _write(self, answer: Answer) -> None:
-            self.send_response(answer.status)
-            for key, value in answer.headers:
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(answer.body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(answer.body)
-
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
-
-    return _Handler
-
-
 @contextmanager
 def aws_front(
     region: str = "us-east-1",
@@ -533,6 +508,7 @@ def aws_front(
     import boto3
     from moto.server import ThreadedMotoServer
 
+    from vmkit.testing.fakes.moto_ext import install as install_moto_extensions
     from vmkit.testing.sim import (
         AWS_SIM_ENVIRONMENT,
         _environment,
@@ -546,6 +522,7 @@ def aws_front(
     werkzeug.setLevel(logging.WARNING)
     with _environment(AWS_SIM_ENVIRONMENT):
         _reload_moto_settings()
+        install_moto_extensions()
         # moto/moto_server/threaded_moto_server.py: a werkzeug server in a
         # daemon thread, serving the process's own moto backends.
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

@@ -6,7 +6,10 @@ Every knob is EC2 behaviour the front plays (see
 beyond), instances that boot slowly for ``hold``, and termination protection
 (the ``disableApiTermination`` attribute) for ``protect``. The census and the
 knobs talk to moto directly (the front's ``upstream``), never through vmkit
-nor through the faults.
+nor through the faults. An instance's replica is read from its record as EC2
+gives it, by the backend's own rule (``translate.instance_replica``: its
+``vmkit-replica`` tag, else its launch's ``vmkit-replicas`` list at its
+``AmiLaunchIndex``), so that the census and vmkit agree on identity.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from datetime import timedelta
 from typing import Any
 
 import vmkit
-from vmkit.plan import IN_FLIGHT, REPLICA_TAG, SPEC_TAG, WORKLOAD_TAG
+from vmkit.plan import IN_FLIGHT, SPEC_TAG, WORKLOAD_TAG
 from vmkit.provider import Provider
+from vmkit.providers.aws.translate import instance_replica
 from vmkit.testing.fakes.aws import AwsFront, aws_front
 from vmkit.testing.faults import FaultPlan
 from vmkit.testing.reliability import Census, Harness
@@ -35,8 +39,6 @@ LEAKED_KEY = (
 )
 # Instance states in which an instance still exists (InstanceState, EC2 API reference).
 ALIVE = ("pending", "running", "shutting-down", "stopping", "stopped")
-
-Json = dict[str, Any]
 
 
 class AwsHarness(Harness):
@@ -109,7 +111,7 @@ class AwsHarness(Harness):
             for p in ec2.describe_key_pairs(Filters=filters)["KeyPairs"]
         }
         volumes = ec2.describe_volumes(Filters=owner)["Volumes"]
-        machines = {i["InstanceId"] for i in instances if _replica(i) is not None}
+        machines = {i["InstanceId"] for i in instances if instance_replica(i) is not None}
         owned = [v for v in volumes if {a["InstanceId"] for a in v["Attachments"]} & machines]
         orphans = len(volumes) - len(owned)
         orphans += 0 if machines else len(groups) + len(pairs)
@@ -117,7 +119,7 @@ class AwsHarness(Harness):
             {"security-group": len(groups), "key-pair": len(pairs), "volume": len(volumes)}
         )
         return Census(
-            replicas=tuple(_replica(i) for i in instances),
+            replicas=tuple(instance_replica(i) for i in instances),
             resources={kind: n for kind, n in sorted(resources.items()) if n},
             orphans=orphans,
         )
@@ -150,11 +152,15 @@ class AwsHarness(Harness):
         ec2 = self.ec2()
         filters = [
             {"Name": f"tag:{WORKLOAD_TAG}", "Values": [workload]},
-            {"Name": f"tag:{REPLICA_TAG}", "Values": [str(replica)]},
             {"Name": "instance-state-name", "Values": list(ALIVE)},
         ]
         reservations = ec2.describe_instances(Filters=filters)["Reservations"]
-        ids = [i["InstanceId"] for r in reservations for i in r["Instances"]]
+        ids = [
+            i["InstanceId"]
+            for r in reservations
+            for i in r["Instances"]
+            if instance_replica(i) == replica
+        ]
         if not ids:
             raise KeyError(f"no instance of {workload} replica {replica}")
         for instance_id in ids:
@@ -165,8 +171,9 @@ class AwsHarness(Harness):
     def leak(self, workload: str) -> int:
         """What a process killed mid-deploy leaves, made as vmkit makes it:
         the workload's security group and key pair, an instance launched
-        (with its tagged root volume) that was never tagged with a replica,
-        and an unattached volume of a restore that did not finish. 5 in all.
+        (with its tagged root volume) that no replica claims (no launch list,
+        no ``vmkit-replica`` tag), and an unattached volume of a restore that
+        did not finish. 5 in all.
 
         The instance is made older than ``IN_FLIGHT`` in moto's own state
         (moto has no API to age an instance): a crashed process's debris,
@@ -230,10 +237,3 @@ def _age(instance_id: str, by: timedelta) -> None:
 
 def _tags(tags: dict[str, str]) -> list[dict[str, str]]:
     return [{"Key": key, "Value": value} for key, value in sorted(tags.items())]
-
-
-def _replica(instance: Json) -> int | None:
-    for tag in instance.get("Tags") or []:
-        if tag["Key"] == REPLICA_TAG and str(tag["Value"]).isdigit():
-            return int(tag["Value"])
-    return None

@@ -15,7 +15,7 @@ import binascii
 import re
 import secrets
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from vmkit.testing.fakes._http import Request, Response
@@ -60,6 +60,25 @@ def _decode_custom_data(value: Any) -> bytes:
             "Custom data in OSProfile must be in Base64 encoding and with a maximum length of "
             f"{_CUSTOM_DATA_LIMIT} characters.",
             "customData",
+        ) from exc
+
+
+# "The size can't exceed 64 KB" once base64-encoded for the API
+# (learn.microsoft.com/azure/virtual-machines/user-data).
+_USER_DATA_LIMIT = 65536
+
+
+def _decode_user_data(value: Any) -> bytes | None:
+    if value is None:
+        return None
+    text = str(value)
+    try:
+        if len(text) > _USER_DATA_LIMIT:
+            raise ValueError(text[:20])
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise errors.invalid_parameter(
+            f"User data must be base64 encoded and at most {_USER_DATA_LIMIT} bytes.", "userData"
         ) from exc
 
 
@@ -257,8 +276,18 @@ class ComputeApi(VmLifecycle):
         size = self._size((props.get("hardwareProfile") or {}).get("vmSize"), vm)
         storage = props.get("storageProfile") or {}
         os_disk = storage.get("osDisk") or {}
+        option = str(os_disk.get("createOption") or "FromImage").lower()
+        if option == "attach":
+            return self._vm_attach_create(request, vm, body, size)
+        if option != "fromimage":
+            raise errors.invalid_parameter(
+                f"The fake creates VMs with osDisk.createOption FromImage or Attach, not "
+                f"'{os_disk.get('createOption')}'.",
+                "osDisk.createOption",
+            )
         reference, urn, image_id = self._image(vm, storage)
         os_profile, custom = self._os_profile(props.get("osProfile"), vm.name)
+        user_data = _decode_user_data(props.get("userData"))
         nics = self._network_interfaces(props, vm)
         disk_size = int(os_disk.get("diskSizeGB") or self.image_disk_gb)
         if disk_size < self.image_disk_gb:
@@ -301,6 +330,48 @@ class ComputeApi(VmLifecycle):
             "networkProfile": {"networkInterfaces": [entry for _, entry in nics]},
             "timeCreated": iso(vm.created),
         }
+        self._optional_properties(vm, body)
+        vm.state.update(
+            power="starting",
+            custom_data=custom,
+            user_data=user_data,
+            console=[],
+            sas=secrets.token_urlsafe(16),
+            image=urn,
+        )
+        self.store.add(disk)
+        return self._vm_created(request, vm, nics)
+
+    def _vm_attach_create(self, request: Request, vm: Resource, body: Json, size: str) -> Response:
+        """A VM that boots an existing managed disk (see :meth:`DiskApi.attach_os_disk`);
+        the workload's cloud-init can only come as ``userData`` then."""
+        props = body.get("properties") or {}
+        disk, os_disk = self.attach_os_disk(vm, props)
+        user_data = _decode_user_data(props.get("userData"))
+        nics = self._network_interfaces(props, vm)
+        self.check_cores_quota(vm, size)
+        vm.properties = {
+            "vmId": str(uuid.uuid4()),
+            "hardwareProfile": {"vmSize": size},
+            "storageProfile": {"osDisk": os_disk, "dataDisks": []},
+            "networkProfile": {"networkInterfaces": [entry for _, entry in nics]},
+            "timeCreated": iso(vm.created),
+        }
+        self._optional_properties(vm, body)
+        vm.state.update(
+            power="starting",
+            custom_data=None,
+            user_data=user_data,
+            console=[],
+            sas=secrets.token_urlsafe(16),
+            image=disk.id,
+        )
+        self.attach(disk, vm)
+        return self._vm_created(request, vm, nics)
+
+    @staticmethod
+    def _optional_properties(vm: Resource, body: Json) -> None:
+        props = body.get("properties") or {}
         for key in (
             "diagnosticsProfile",
             "priority",
@@ -312,14 +383,10 @@ class ComputeApi(VmLifecycle):
                 vm.properties[key] = props[key]
         if body.get("zones"):
             vm.top["zones"] = list(body["zones"])
-        vm.state.update(
-            power="starting",
-            custom_data=custom,
-            console=[],
-            sas=secrets.token_urlsafe(16),
-            image=urn,
-        )
-        self.store.add(disk)
+
+    def _vm_created(
+        self, request: Request, vm: Resource, nics: list[tuple[Resource, Json]]
+    ) -> Response:
         self.store.add(vm)
         for nic, entry in nics:
             nic.properties["virtualMachine"] = {"id": vm.id}
@@ -330,18 +397,52 @@ class ComputeApi(VmLifecycle):
     # ---------------------------------------------------------------- update
 
     def _vm_update(self, request: Request, vm: Resource, body: Json) -> Response:
-        props = body.get("properties") or {}
-        changes: list[Any] = []
+        """A PUT on an existing VM: the model sent replaces the one stored (tags too)."""
+        apply = self._vm_changes(vm, body.get("properties") or {})
+        apply()
+        vm.tags = dict(body.get("tags") or {})
+        return self._vm_updated(request, vm)
+
+    def _vm_patch(self, request: Request) -> Response:
+        """A PATCH (VirtualMachineUpdate): only what the body names changes, with the same
+        rules as a PUT; an OS disk swap by PATCH is what Azure/azure-sdk-for-net#37285
+        does."""
+        vm = self.lookup(request, VM)
+        body = self.body_of(request)
+        apply = self._vm_changes(vm, body.get("properties") or {})
+        apply()
+        if "tags" in body:
+            vm.tags = dict(body.get("tags") or {})
+        return self._vm_updated(request, vm)
+
+    def _vm_updated(self, request: Request, vm: Resource) -> Response:
+        if vm.properties.get("provisioningState") == "Failed":
+            op = self._provision(vm, "Updating")
+        else:
+            op = self.begin(vm, COMPUTE, "Updating")
+        return Response(200, self.render(vm), headers=self.lro_headers(op, request, location=False))
+
+    def _vm_changes(self, vm: Resource, props: Json) -> Callable[[], None]:
+        """Validate every change ``props`` asks of ``vm``; return what applies them all
+        (nothing is written unless everything is valid)."""
+        changes: list[Callable[[], Any]] = []
         if (props.get("hardwareProfile") or {}).get("vmSize") is not None:
             size = self._size(props["hardwareProfile"]["vmSize"], vm)
             changes.append(lambda: vm.properties["hardwareProfile"].update(vmSize=size))
         self._immutables(vm, props)
-        storage = props.get("storageProfile") or {}
-        os_disk = storage.get("osDisk") or {}
-        new_disk_id = ref_id(os_disk.get("managedDisk"))
+        os_disk = (props.get("storageProfile") or {}).get("osDisk") or {}
         current = vm.properties["storageProfile"]["osDisk"]
+        new_disk_id = ref_id(os_disk.get("managedDisk"))
+        wanted_name = os_disk.get("name")
         if new_disk_id is not None and new_disk_id.lower() != current["managedDisk"]["id"].lower():
-            changes.append(self._swap_os_disk(vm, new_disk_id))
+            target = self.store.get(new_disk_id)
+            changes.append(self.os_disk_swap(vm, new_disk_id))
+            expected = target.name if target is not None else wanted_name
+        else:
+            expected = current["name"]
+        if wanted_name is not None and str(wanted_name).lower() != str(expected).lower():
+            # MicrosoftDocs/azure-docs#11611: 409 on a name that is not the disk's.
+            raise errors.property_change_not_allowed("osDisk.name")
         if os_disk.get("deleteOption"):
             changes.append(lambda: current.update(deleteOption=str(os_disk["deleteOption"])))
         if (props.get("networkProfile") or {}).get("networkInterfaces"):
@@ -351,19 +452,25 @@ class ComputeApi(VmLifecycle):
             changes.append(
                 lambda: vm.properties.update(diagnosticsProfile=props["diagnosticsProfile"])
             )
-        for change in changes:
-            change()
-        vm.tags = dict(body.get("tags") or {})
-        if vm.properties.get("provisioningState") == "Failed":
-            op = self._provision(vm, "Updating")
-        else:
-            op = self.begin(vm, COMPUTE, "Updating")
-        return Response(200, self.render(vm), headers=self.lro_headers(op, request, location=False))
+        if "userData" in props:
+            # User data "can be updated from outside the VM, without stopping or rebooting"
+            # (learn.microsoft.com/azure/virtual-machines/user-data).
+            data = _decode_user_data(props["userData"])
+            changes.append(lambda: vm.state.update(user_data=data))
+
+        def apply() -> None:
+            for change in changes:
+                change()
+
+        return apply
 
     def _immutables(self, vm: Resource, props: Json) -> None:
         """PropertyChangeNotAllowed for what a VM cannot change after creation."""
         stored = vm.properties
         os_profile = props.get("osProfile") or {}
+        if os_profile and "osProfile" not in stored:
+            # A VM made from an attached disk never takes one (see attach_os_disk).
+            raise errors.invalid_parameter("Parameter 'osProfile' is not allowed.", "osProfile")
         for key in ("adminUsername", "computerName"):
             if os_profile.get(key) is not None and str(os_profile[key]) != stored["osProfile"][key]:
                 raise errors.property_change_not_allowed(f"osProfile.{key}")
@@ -378,47 +485,23 @@ class ComputeApi(VmLifecycle):
             and list(keys) != stored["osProfile"]["linuxConfiguration"]["ssh"]["publicKeys"]
         ):
             raise errors.property_change_not_allowed("linuxConfiguration.ssh.publicKeys")
-        image = (props.get("storageProfile") or {}).get("imageReference")
+        storage = props.get("storageProfile") or {}
+        image = storage.get("imageReference")
         if image:
-            old = stored["storageProfile"]["imageReference"]
+            old = stored["storageProfile"].get("imageReference") or {}
             for key in ("publisher", "offer", "sku"):
-                if str(image.get(key, old[key])).lower() != old[key].lower():
+                if str(image.get(key, old.get(key))).lower() != str(old.get(key)).lower():
                     raise errors.property_change_not_allowed("imageReference")
+        option = (storage.get("osDisk") or {}).get("createOption")
+        current = stored["storageProfile"]["osDisk"]["createOption"]
+        if option is not None and str(option).lower() != str(current).lower():
+            # Azure/azure-powershell#7621: 409 PropertyChangeNotAllowed, target
+            # osDisk.createOption, e.g. when a swap sends Attach for a FromImage VM.
+            raise errors.property_change_not_allowed("osDisk.createOption")
         if props.get("priority") is not None and props["priority"] != stored.get(
             "priority", "Regular"
         ):
             raise errors.property_change_not_allowed("priority")
-
-    def _swap_os_disk(self, vm: Resource, disk_id: str) -> Any:
-        """Validate an OS disk swap now; return the change that applies it."""
-        if vm.state["power"] not in ("stopped", "deallocated"):
-            raise errors.operation_not_allowed(
-                f"The OS disk of VM '{vm.name}' can only be changed while the VM is stopped "
-                "(deallocated)."
-            )
-        disk = self.store.get(disk_id)
-        if (
-            disk is None
-            or disk.provider_type.lower() != DISK.lower()
-            or disk.location != vm.location
-        ):
-            raise ArmError(404, "NotFound", f"Resource {disk_id} not found.")
-        conflict = self.attach_conflict(disk, vm.key)
-        if conflict is not None:
-            raise conflict
-
-        def apply() -> None:
-            os_disk = vm.properties["storageProfile"]["osDisk"]
-            old = self.store.get(os_disk["managedDisk"]["id"])
-            if old is not None:
-                old.top.pop("managedBy", None)
-                old.properties["diskState"] = "Unattached"
-            disk.top["managedBy"] = vm.id
-            disk.properties["diskState"] = "Attached"
-            os_disk.update(name=disk.name, diskSizeGB=disk.properties["diskSizeGB"])
-            os_disk["managedDisk"]["id"] = disk.id
-
-        return apply
 
     def _attach_nics(self, vm: Resource, nics: list[tuple[Resource, Json]]) -> None:
         keep = {nic.key for nic, _ in nics}
@@ -432,17 +515,6 @@ class ComputeApi(VmLifecycle):
             nic.properties["primary"] = entry["properties"]["primary"]
         vm.properties["networkProfile"]["networkInterfaces"] = [entry for _, entry in nics]
 
-    def _vm_patch(self, request: Request) -> Response:
-        vm = self.lookup(request, VM)
-        body = self.body_of(request)
-        size = ((body.get("properties") or {}).get("hardwareProfile") or {}).get("vmSize")
-        if size is not None:
-            vm.properties["hardwareProfile"]["vmSize"] = self._size(size, vm)
-        if "tags" in body:
-            vm.tags = dict(body.get("tags") or {})
-        op = self.begin(vm, COMPUTE, "Updating")
-        return Response(200, self.render(vm), headers=self.lro_headers(op, request, location=False))
-
     # ------------------------------------------------------------- read, list
 
     def _vm_json(self, vm: Resource, expand: bool = False) -> Json:
@@ -454,8 +526,14 @@ class ComputeApi(VmLifecycle):
 
     def _vm_get(self, request: Request) -> Response:
         vm = self.lookup(request, VM)
-        expand = (request.arg("$expand") or "").lower() == "instanceview"
-        return Response(200, self._vm_json(vm, expand))
+        expand = (request.arg("$expand") or "").lower()
+        out = self._vm_json(vm, expand == "instanceview")
+        data = vm.state.get("user_data")
+        if expand == "userdata" and data is not None:
+            # userData is returned only on a GET with $expand=userData
+            # (learn.microsoft.com/azure/virtual-machines/user-data).
+            out["properties"]["userData"] = base64.b64encode(data).decode()
+        return Response(200, out)
 
     def _vm_list_all(self, request: Request) -> Response:
         vms = self.store.of_type(VM, request.params["sub"])

@@ -22,6 +22,12 @@ class AzureFake(ComputeApi, NetworkApi, LockApi):
     (``publisher:offer:sku`` or with ``:version``); ``image_disk_gb`` is the OS disk size
     of every image. See :class:`~vmkit.testing.fakes.azure.core.ArmCore` for the rest.
 
+    Disks follow Compute's rules (``disks.py``): a disk is copied from a snapshot with
+    ``createOption`` Copy and takes its size; a VM may attach an existing, unused disk as
+    its OS disk (``createOption`` Attach, no ``osProfile``, cloud-init in ``userData``);
+    a VM's OS disk changes (PUT or PATCH) only while it is deallocated; a disk attached
+    to a VM cannot be deleted.
+
     Knobs for reliability tests, each an Azure behaviour: a regional vCPU quota
     (:meth:`set_cores_quota`), provisioning that takes long (:meth:`hold_provisioning`),
     management locks (:meth:`add_lock`), provisioning failures (:meth:`fail_vm_create`),

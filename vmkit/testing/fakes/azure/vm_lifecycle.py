@@ -24,7 +24,7 @@ from vmkit.testing.fakes.azure.disks import COMPUTE, DiskApi
 from vmkit.testing.fakes.azure.errors import ArmError
 from vmkit.testing.fakes.azure.state import VM, Operation, Resource, iso
 
-__all__ = ["ACTIONS", "FailureRule", "VmLifecycle"]
+__all__ = ["ACTIONS", "FailureRule", "VmLifecycle", "computer_name"]
 
 _POWER_DISPLAY = {
     "running": "VM running",
@@ -141,7 +141,7 @@ class VmLifecycle(DiskApi):
 
     def _booted(self, vm: Resource) -> None:
         vm.state["power"] = "running"
-        host = vm.properties["osProfile"]["computerName"]
+        host = computer_name(vm)
         for nic_ref in vm.properties["networkProfile"]["networkInterfaces"]:
             nic = self.store.get(nic_ref["id"])
             if nic is not None and "macAddress" not in nic.properties:
@@ -182,7 +182,7 @@ class VmLifecycle(DiskApi):
         provisioning["time"] = iso(time.time())
         power = str(vm.state["power"])
         return {
-            "computerName": vm.properties["osProfile"]["computerName"],
+            "computerName": computer_name(vm),
             "osName": "ubuntu",
             "osVersion": "22.04",
             "disks": [
@@ -399,6 +399,20 @@ class VmLifecycle(DiskApi):
         with self.lock:
             data = self._vm_named(vm).state.get("custom_data")
             return bytes(data) if data is not None else None
+
+    def user_data(self, vm: str) -> bytes | None:
+        """The decoded userData of a VM (by id or unique name): what the VM reads from the
+        Instance Metadata Service, and cloud-init runs when there is no customData."""
+        with self.lock:
+            data = self._vm_named(vm).state.get("user_data")
+            return bytes(data) if data is not None else None
+
+
+def computer_name(vm: Resource) -> str:
+    """The VM's host name: its osProfile's, or (a VM made from an attached OS disk has no
+    osProfile) the name the guest already has, which the fake takes to be the VM's."""
+    profile = vm.properties.get("osProfile") or {}
+    return str(profile.get("computerName") or vm.name)
 
 
 def _storage_error(status: int, code: str, message: str) -> Response:

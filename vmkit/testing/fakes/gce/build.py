@@ -541,6 +541,9 @@ def commit(state: GceState, plan: Plan, *, failure: OpError | None) -> Instance:
     inst.last_start = None if state.hold else now + delay
     for d in plan.disks:
         if d.existing:
+            taken = state.disk(plan.project, plan.zone, d.name)
+            if taken is not None:
+                taken.last_attach = now
             continue
         state.disks[(plan.project, plan.zone, d.name)] = Disk(
             project=plan.project,
@@ -558,6 +561,7 @@ def commit(state: GceState, plan: Plan, *, failure: OpError | None) -> Instance:
             source_snapshot=d.source_snapshot,
             source_snapshot_id=d.source_snapshot_id,
             labels=d.labels,
+            last_attach=now,
         )
     boot_log(inst, now + delay / 2, delay)
     return inst

@@ -23,6 +23,7 @@ from vmkit.testing.fakes.gce.state import OpError
 
 __all__ = [
     "already_exists",
+    "boot_disk_refused",
     "conflict_error",
     "exhausted_error",
     "invalid",
@@ -42,6 +43,24 @@ def not_found(path: str) -> HttpError:
 
 def already_exists(path: str) -> HttpError:
     return HttpError(409, f"The resource '{path}' already exists", reason="alreadyExists")
+
+
+def boot_disk_refused(verb: str) -> HttpError:
+    """A boot disk detached or attached while the instance is not TERMINATED.
+
+    The detach wording is Compute Engine's (400 ``invalidResourceUsage``,
+    "To detach the boot disk, the instance must be in TERMINATED state.",
+    litmuschaos/chaos-charts#562, GoogleCloudPlatform/cluster-toolkit#1366);
+    no answer to an attach was found, so it says the same with "attach"
+    (the rule itself is documented,
+    https://cloud.google.com/compute/docs/disks/detach-reattach-boot-disk).
+    """
+    return HttpError(
+        400,
+        f"Invalid resource usage: 'To {verb} the boot disk, the instance must be in "
+        "TERMINATED state.'.",
+        reason="invalidResourceUsage",
+    )
 
 
 def not_ready(path: str) -> HttpError:

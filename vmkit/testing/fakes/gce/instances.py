@@ -25,6 +25,7 @@ from vmkit.testing.fakes.gce.common import (
 )
 from vmkit.testing.fakes.gce.errors import (
     already_exists,
+    boot_disk_refused,
     exhausted_error,
     invalid,
     not_found,
@@ -184,8 +185,12 @@ class InstanceApi:
                 inst.last_stop = end
             for attached in inst.disks:
                 disk = self.state.disk(inst.project, inst.zone, attached.disk)
-                if attached.auto_delete and disk is not None:
+                if disk is None:
+                    continue
+                if attached.auto_delete:
                     disk.timeline.then(now, (end, GONE))
+                else:
+                    disk.last_detach = end
         return self._op(inst, "delete", rid, done_at=inst.timeline.ends_at())
 
     def set_deletion_protection(self, request: Request) -> Response:
@@ -279,7 +284,8 @@ class InstanceApi:
 
     def detach_disk(self, request: Request) -> Response:
         """instances.detachDisk by ``deviceName``; a boot disk only while the
-        instance is stopped (https://cloud.google.com/compute/docs/disks/detach-reattach-boot-disk)."""
+        instance is TERMINATED (https://cloud.google.com/compute/docs/disks/detach-reattach-boot-disk).
+        The disk stays, unattached and billed, until disks.delete."""
         rid, answer = replay(self.state, request)
         if answer is not None:
             return answer
@@ -289,13 +295,17 @@ class InstanceApi:
         if attached is None:
             raise invalid("deviceName", device, "No attached disk has this device name.")
         if attached.boot and inst.timeline.at(self.state.now()) != "TERMINATED":
-            raise not_ready(self._path(inst.project, inst.zone, inst.name))
+            raise boot_disk_refused("detach")
         inst.disks.remove(attached)
+        disk = self.state.disk(inst.project, inst.zone, attached.disk)
+        if disk is not None:
+            disk.last_detach = self.state.now()
         return self._op(inst, "detachDisk", rid)
 
     def attach_disk(self, request: Request) -> Response:
-        """instances.attachDisk of an existing disk (``source``); ``boot`` only
-        on a stopped instance without a boot disk; ``autoDelete`` as given."""
+        """instances.attachDisk of an existing disk (``source``) that no instance
+        uses; ``boot`` only on a TERMINATED instance without a boot disk;
+        ``autoDelete`` as given (false when absent, AttachedDisk.auto_delete)."""
         rid, answer = replay(self.state, request)
         if answer is not None:
             return answer
@@ -318,10 +328,11 @@ class InstanceApi:
                 reason="resourceInUseByAnotherResource",
             )
         boot = bool(body.get("boot"))
-        if boot and (
-            inst.timeline.at(self.state.now()) != "TERMINATED" or any(a.boot for a in inst.disks)
-        ):
-            raise not_ready(self._path(inst.project, inst.zone, inst.name))
+        if boot and inst.timeline.at(self.state.now()) != "TERMINATED":
+            raise boot_disk_refused("attach")
+        if boot and any(a.boot for a in inst.disks):
+            raise invalid("resource.boot", "true", "The instance already has a boot disk.")
+        disk.last_attach = self.state.now()
         index = 0 if boot else max((a.index for a in inst.disks), default=0) + 1
         inst.disks.insert(
             0 if boot else len(inst.disks),

@@ -176,7 +176,10 @@ def render_disk(state: GceState, disk: Disk, now: float) -> dict[str, Any]:
     users = state.disk_users(disk)
     if users:
         body["users"] = [instance_link(i.project, i.zone, i.name) for i in users]
-        body["lastAttachTimestamp"] = rfc3339(min(i.created for i in users))
+    if disk.last_attach is not None:
+        body["lastAttachTimestamp"] = rfc3339(disk.last_attach)
+    if disk.last_detach is not None:
+        body["lastDetachTimestamp"] = rfc3339(disk.last_detach)
     return body
 
 

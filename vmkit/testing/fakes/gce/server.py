@@ -431,6 +431,21 @@ class GceFake(FakeServer):
             key=lambda i: (i.zone, i.name),
         )
 
+    def backdate_disk(
+        self, name: str, seconds: float, *, zone: str, project: str | None = None
+    ) -> None:
+        """Make a disk ``seconds`` older: its creation and its last attach and
+        detach, as if it had been left for that long."""
+        with self.lock:
+            disk = self.state.disk(project or self.project, zone, name)
+            if disk is None:
+                raise KeyError(name)
+            disk.created -= seconds
+            if disk.last_attach is not None:
+                disk.last_attach -= seconds
+            if disk.last_detach is not None:
+                disk.last_detach -= seconds
+
     def append_serial(self, name: str, text: str, *, zone: str, project: str | None = None) -> None:
         """Write ``text`` to an instance's serial console (what its programs print)."""
         with self.lock:

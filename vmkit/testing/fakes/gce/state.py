@@ -166,6 +166,9 @@ class Disk:
     source_snapshot: str | None = None
     source_snapshot_id: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    #: when an instance last took / gave back the disk (lastAttachTimestamp, lastDetachTimestamp)
+    last_attach: float | None = None
+    last_detach: float | None = None
 
 
 @dataclass

@@ -311,10 +311,16 @@ class PodRequests:
 
 
 def pod_requests(pod: JSON) -> PodRequests:
-    """The sum of the containers' requests of a defaulted pod."""
+    """The sum of the containers' requests of a defaulted pod, plus its
+    ``spec.overhead`` (set from its RuntimeClass), as the scheduler counts
+    them ("Pod Overhead",
+    https://kubernetes.io/docs/concepts/scheduling-eviction/pod-overhead/)."""
+    spec = pod.get("spec") or {}
+    sections = [(c.get("resources"), "requests") for c in spec.get("containers") or []]
+    sections.append(({"overhead": spec.get("overhead") or {}}, "overhead"))
     total = PodRequests()
-    for container in (pod.get("spec") or {}).get("containers") or []:
-        requests = _quantities(container.get("resources"), "requests")
+    for resources, section in sections:
+        requests = _quantities(resources, section)
         total = total + PodRequests(
             requests.get("cpu", Decimal(0)),
             requests.get("memory", Decimal(0)),

@@ -2,9 +2,10 @@
 
 Serves namespaces, pods (create, get, list, watch, delete with a grace
 period and finalizers, deletecollection, log), resource quotas (a ``pods``
-count enforced at admission), events and the node over plain HTTP on
-127.0.0.1, with a simulated scheduler and kubelet on one node. Errors are
-``Status`` objects; see :mod:`.shapes` for the sources of each shape.
+count enforced at admission), RuntimeClasses (node.k8s.io/v1, enforced at
+admission), events and the node over plain HTTP on 127.0.0.1, with a
+simulated scheduler and kubelet on one node. Errors are ``Status`` objects;
+see :mod:`.shapes` for the sources of each shape.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vmkit.testing.fakes._http import FakeServer, HttpError, Request, Response
-from vmkit.testing.fakes.kubernetes.auth import authenticate
+from vmkit.testing.fakes.kubernetes.auth import authenticate, authorize
 from vmkit.testing.fakes.kubernetes.kubelet import Cluster, SimConfig
 from vmkit.testing.fakes.kubernetes.logs import read_log
 from vmkit.testing.fakes.kubernetes.namespaces import (
@@ -30,6 +31,8 @@ from vmkit.testing.fakes.kubernetes.namespaces import (
 from vmkit.testing.fakes.kubernetes.pods import QuantityError, default_pod, validate_pod
 from vmkit.testing.fakes.kubernetes.podstatus import node_object
 from vmkit.testing.fakes.kubernetes.quota import Quotas
+from vmkit.testing.fakes.kubernetes.runtimeclasses import API_VERSION as NODE_V1
+from vmkit.testing.fakes.kubernetes.runtimeclasses import RuntimeClasses
 from vmkit.testing.fakes.kubernetes.shapes import (
     JSON,
     format_time,
@@ -86,6 +89,9 @@ class KubernetesFake(FakeServer):
         #: requests served by Kubernetes verb and resource, e.g. "watch pods"
         self.verbs: Counter[str] = Counter()
         self.quotas = Quotas(self.store, self._count_verb)
+        self.runtime_classes = RuntimeClasses(self.store, self._count_verb)
+        #: (verb, API group, resource) the authenticated user may not do
+        self.denied: set[tuple[str, str, str]] = set()
         #: watches currently streaming
         self.open_watches = 0
         self._stopping = False
@@ -227,6 +233,27 @@ class KubernetesFake(FakeServer):
         with self.cond:
             self.cluster.append_log(namespace, pod, text, container, time.time())
 
+    def add_runtime_class(
+        self,
+        name: str,
+        handler: str,
+        *,
+        overhead: dict[str, str] | None = None,
+        scheduling: dict[str, Any] | None = None,
+    ) -> JSON:
+        """Create (or replace) a RuntimeClass, as installing gVisor or Kata
+        does; ``overhead`` is its ``podFixed`` (e.g. ``{"memory": "160Mi"}``).
+        Pods naming a class that does not exist are refused at admission."""
+        with self.cond:
+            return self.runtime_classes.add(name, handler, overhead=overhead, scheduling=scheduling)
+
+    def forbid(self, verb: str, resource: str, group: str = "") -> None:
+        """Take a permission away from the authenticated user, as an RBAC role
+        without that rule: e.g. ``forbid("get", "runtimeclasses",
+        "node.k8s.io")``. Such requests get the authorizer's 403 Forbidden."""
+        with self.lock:
+            self.denied.add((verb, group, resource))
+
     def compact(self, resource: str | None = None) -> None:
         """Forget the change history (all resources when None): watches and
         exact lists from an older resourceVersion get 410 Expired."""
@@ -282,7 +309,7 @@ class KubernetesFake(FakeServer):
         return Response(code, status_object(code, message, reason, details), headers)
 
     def authorize(self, request: Request) -> None:
-        authenticate(request, self.token, self.anonymous)
+        authorize(request, authenticate(request, self.token, self.anonymous), self.denied)
 
     # ------------------------------------------------------------- routes
 
@@ -338,6 +365,9 @@ class KubernetesFake(FakeServer):
                 self._collection("resourcequotas", "ResourceQuota"),
             ),
             *self.quotas.routes(_NS, _NAME),
+            *self.runtime_classes.routes(
+                _NAME, self._collection("runtimeclasses", "RuntimeClass", NODE_V1)
+            ),
             ("GET", r"/api/v1/events", "events", self._collection("events", "Event")),
             ("GET", rf"{_NS}/events", "events", self._collection("events", "Event")),
             ("GET", rf"{_NS}/events/{_NAME}", "event", self._get("events")),
@@ -374,9 +404,13 @@ class KubernetesFake(FakeServer):
             },
         )
 
-    def _collection(self, resource: str, kind: str) -> Callable[[Request], Response]:
+    def _collection(
+        self, resource: str, kind: str, api_version: str = "v1"
+    ) -> Callable[[Request], Response]:
         def serve(request: Request) -> Response:
-            query = Collection(request, resource, kind, request.params.get("ns"))
+            query = Collection(
+                request, resource, kind, request.params.get("ns"), api_version=api_version
+            )
             if not query.is_watch:
                 self.verbs[f"list {resource}"] += 1
                 return Response(200, query.list_body(self.store))
@@ -426,6 +460,9 @@ class KubernetesFake(FakeServer):
         if not meta.get("name") and meta.get("generateName"):
             suffix = "".join(_NAME_CHARS[b % len(_NAME_CHARS)] for b in uuid.uuid4().bytes[:5])
             meta["name"] = meta["generateName"] + suffix
+        # Mutating admission (RuntimeClass) runs in the create handler before
+        # the registry's validation (k8s.io/apiserver/pkg/endpoints/handlers/create.go).
+        self.runtime_classes.admit_pod(body)
         require_namespace(self.store, namespace, "pods", meta.get("name", ""))
         try:
             errors = validate_pod(body)

@@ -64,13 +64,24 @@ class WatchOptions:
 
 
 class Collection:
-    """One ``GET`` on a collection URL: its selectors, then list or watch."""
+    """One ``GET`` on a collection URL: its selectors, then list or watch.
+    ``api_version`` is the group version the objects are served as
+    (``"v1"`` for core, ``"node.k8s.io/v1"``...)."""
 
-    def __init__(self, request: Request, resource: str, kind: str, namespace: str | None) -> None:
+    def __init__(
+        self,
+        request: Request,
+        resource: str,
+        kind: str,
+        namespace: str | None,
+        *,
+        api_version: str = "v1",
+    ) -> None:
         self.request = request
         self.resource = resource
         self.kind = kind
         self.namespace = namespace
+        self.api_version = api_version
         try:
             self.labels = LabelSelector(request.arg("labelSelector"))
             self.fields = FieldSelector(request.arg("fieldSelector"), resource)
@@ -88,7 +99,7 @@ class Collection:
         return self.labels.matches(meta.get("labels")) and self.fields.matches(obj)
 
     def _typed(self, obj: JSON) -> JSON:
-        typed = {"apiVersion": "v1", "kind": self.kind}
+        typed = {"apiVersion": self.api_version, "kind": self.kind}
         typed.update({k: v for k, v in obj.items() if k not in ("apiVersion", "kind")})
         return typed
 
@@ -142,7 +153,12 @@ class Collection:
         for obj in items:
             obj.pop("apiVersion", None)
             obj.pop("kind", None)
-        return {"kind": f"{self.kind}List", "apiVersion": "v1", "metadata": meta, "items": items}
+        return {
+            "kind": f"{self.kind}List",
+            "apiVersion": self.api_version,
+            "metadata": meta,
+            "items": items,
+        }
 
     def _at(self, store: Store, revision: int, message: str) -> list[JSON]:
         try:
@@ -253,7 +269,7 @@ class Collection:
         # A BOOKMARK object carries only its kind and the resourceVersion.
         obj = {
             "kind": self.kind,
-            "apiVersion": "v1",
+            "apiVersion": self.api_version,
             "metadata": {"resourceVersion": str(revision)},
         }
         return _line("BOOKMARK", obj)
