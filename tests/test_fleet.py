@@ -345,6 +345,22 @@ def test_watch_with_on_and_no_failure_exits_0(three: None) -> None:
     assert result.stdout.count("web-0") == 3
 
 
+def test_watch_connects_each_target_once(three: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    connects: list[str] = []
+    original = ZoneProvider.__init__
+
+    def counting(self: ZoneProvider, **options: Any) -> None:
+        connects.append(options.get("zone", "z1"))
+        original(self, **options)
+
+    monkeypatch.setattr(ZoneProvider, "__init__", counting)
+    result = run("ls", "--watch", "--interval", "0", "--count", "3")
+    assert result.stdout.count("web-1") == 3
+    answering = [zone for zone in connects if zone != "zl"]
+    assert sorted(answering) == ["za", "zb", "zc"], "a refresh reconnected a target"
+    assert connects.count("zl") == 3, "a target that failed to connect is tried again"
+
+
 # ---------------------------------------------------------- simulated clouds
 
 

@@ -202,17 +202,19 @@ def fleet_view(view: Fleet) -> RenderableType:
 
 
 def watch_fleet(
-    refresh: Callable[[], Fleet], console: Console, *, interval: float, count: int | None
+    first: Callable[[], Fleet], console: Console, *, interval: float, count: int | None
 ) -> int:
-    """Show ``refresh()`` every ``interval`` seconds until Ctrl-C or ``count``
+    """Show ``first()`` and then its :meth:`Fleet.refresh` every ``interval``
+    seconds (the targets are connected once) until Ctrl-C or ``count``
     refreshes: in place on a terminal, printed again each time elsewhere.
     Returns the exit status of the last refresh (5 when a target failed)."""
     status, shown = 0, 0
     live = Live(console=console, auto_refresh=False) if console.is_terminal else None
+    view: Fleet | None = None
     try:
         with live if live is not None else contextlib.nullcontext():
             while True:
-                view = refresh()
+                view = first() if view is None else view.refresh()
                 status = 0 if view.ok else 5
                 if live is not None:
                     live.update(fleet_view(view), refresh=True)
