@@ -541,3 +541,50 @@ def test_a_moto_server_without_the_action_gets_the_swap() -> None:
         assert new != old
         assert aws.api_calls["ec2:DescribeReplaceRootVolumeTasks"] == 1
         assert aws.api_calls["ec2:CreateReplaceRootVolumeTask"] == 0
+
+
+def test_a_clone_gets_a_root_volume_its_snapshot_fits_in(aws: AwsProvider) -> None:
+    # EC2 refuses a launch whose root volume is smaller than the AMI's root
+    # snapshot (InvalidBlockDeviceMapping "Volume of size 8GB is smaller than
+    # snapshot 'snap-...', expect size >= 15GB"), which moto does not check:
+    # the clone's root volume takes the snapshot's size when the spec asks less.
+    (origin,) = aws.deploy(workload("big"))
+    snap = origin.snapshot("base")
+    assert snap.size is not None
+    assert snap.size > 8
+
+    spec = workload("small", replicas=2, os_image=snap.id, resources=vmkit.Resources(disk="8GiB"))
+    (request,) = aws.plan(spec).requests
+    (mapping,) = request.body["BlockDeviceMappings"]
+    assert mapping["Ebs"]["VolumeSize"] == snap.size
+
+    clones = aws.deploy(spec)
+    sizes = {volume(aws.ec2_client, root_volume(aws.ec2_client, m.id))["Size"] for m in clones}
+    assert sizes == {snap.size}
+    # A spec that asks for more than the snapshot holds keeps its own size.
+    roomy = workload("roomy", os_image=snap.id, resources=vmkit.Resources(disk="64GiB"))
+    (request,) = aws.plan(roomy).requests
+    assert request.body["BlockDeviceMappings"][0]["Ebs"]["VolumeSize"] == 64
+
+
+def test_a_swap_that_fails_puts_the_machine_back_running_on_its_old_volume() -> None:
+    # The fallback's undo: the old root volume goes back, the new one is
+    # deleted, and the machine it stopped runs again, as on GCE and Azure.
+    from vmkit.testing.fakes.aws import aws_front
+    from vmkit.testing.faults import FaultPlan
+
+    faults = FaultPlan()
+    with aws_front(faults=faults, fault_codes={400: "IncorrectState"}) as front:
+        aws = vmkit.connect("aws", **front.config())
+        (machine,) = aws.deploy(workload("undo"))
+        snap = machine.snapshot("v1")
+        old = root_volume(aws.ec2_client, machine.id)
+        refused = faults.fail(400, count=1, path="^/ec2/AttachVolume$")
+
+        with moto_ext.uninstalled(), pytest.raises(vmkit.ProviderError, match="IncorrectState"):
+            machine.restore(snap)
+
+        assert refused.fired == 1
+        assert root_volume(aws.ec2_client, machine.id) == old
+        assert volume_ids(aws.ec2_client) == {old}, "the new volume is deleted"
+        assert machine.refresh().state == vmkit.MachineState.RUNNING

@@ -555,6 +555,32 @@ def test_gc_spares_a_disk_made_a_moment_ago_as_a_restore_may_be_swapping_it_in(
     assert [o.name for o in azure.gc(dry_run=True)] == ["web-0-osdisk-restore"]
 
 
+def test_gc_spares_an_os_disk_a_restore_detached_a_moment_ago(
+    azure: vmkit.Provider, fake: AzureFake
+) -> None:
+    # A restore swaps the OS disk out, then deletes it (or, failing, swaps it back).
+    # One vmkit made (an earlier restore's, a clone's) carries the workload's tags;
+    # made long ago, only the time it was detached tells gc it is a restore's, in
+    # flight: Azure records it (LastOwnershipUpdateTime, "the time the disk was last
+    # attached or detached from a VM", Disk of the Compute REST reference).
+    (machine,) = azure.deploy(web(replicas=1))
+    snap = machine.snapshot("before")
+    machine.restore(snap)
+    first = os_disk_id(fake, "web-0")
+    fake.backdate(first, 3600)
+    name = first.rsplit("/", 1)[-1]
+    # The next restore is cut short after its swap: the old disk is left detached.
+    fake.faults.fail(400, count=1, method="DELETE", path=rf"/disks/{name}$")
+    with pytest.raises(vmkit.ProviderError, match="could not be deleted"):
+        machine.restore(snap)
+    assert os_disk_id(fake, "web-0").lower() != first.lower()
+    assert name in names(fake, DISK)
+
+    assert azure.gc(dry_run=True) == []
+    fake.backdate(first, 3600)
+    assert [(o.kind, o.name) for o in azure.gc(dry_run=True)] == [("disk", name)]
+
+
 def test_gc_takes_vmkits_network_once_nothing_else_uses_it(
     azure: vmkit.Provider, fake: AzureFake
 ) -> None:

@@ -9,6 +9,7 @@ disk would; and the Unsupported paths against a simulated Kubernetes.
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +233,22 @@ def test_snapshot_rm_deletes_by_id_or_name_and_is_idempotent(cloud: Cloud) -> No
     assert again == f"no snapshot {one['id']} on memory (mem-1): nothing to delete\n"
     assert ok("snapshot", "rm", "two", "--on", "memory").stdout.startswith("deleted snapshot two")
     assert cloud.snaps == {}
+
+
+def test_options_may_come_before_the_subcommand(cloud: Cloud) -> None:
+    # As before the group existed, options go anywhere on the line: before
+    # "rm" or "create" they are the subcommand's, not a machine called "rm".
+    web0 = deploy()[0]["id"]
+    one = snap(web0, "one")
+    out = ok("snapshot", "--on", "memory", "rm", "one", "-y").stdout
+    assert out == f"deleted snapshot one ({one['id']})\n"
+    assert cloud.snaps == {}
+    made = ok("snapshot", "--on=memory", "-o", "json", "create", web0, "two").stdout
+    assert json.loads(made)["name"] == "two"
+    ok("snapshot", "-o", "json", "--on", "memory", web0, "three")
+    assert sorted(s["name"] for s in as_json("snapshots", "--on", "memory")) == ["three", "two"]
+    # A machine id after the options is still the short form of create.
+    assert ok("snapshot", "--on", "memory", web0, "four").stdout.startswith("snapshot four")
 
 
 def test_snapshot_rm_refuses_an_ambiguous_name(cloud: Cloud, tmp_path: Path) -> None:

@@ -476,6 +476,24 @@ def test_a_restore_of_a_deleted_snapshot_changes_nothing(fake: GceFake, gcp: Gcp
     assert gcp.api_calls["compute:disks.insert"] == 0
 
 
+def test_delete_snapshot_refuses_a_snapshot_vmkit_did_not_make(
+    fake: GceFake, gcp: GcpProvider
+) -> None:
+    gcp.deploy(web(replicas=1))
+    clients = make_clients(fake)
+    op = clients.disks.create_snapshot(
+        project=PROJECT,
+        zone=ZONE,
+        disk="web-0",
+        snapshot_resource=compute_v1.Snapshot(name="someone-elses"),
+    )
+    clients.zone_operations.wait(project=PROJECT, zone=ZONE, operation=op.name)
+    with pytest.raises(vmkit.NotFound, match="not a vmkit snapshot"):
+        gcp.delete_snapshot("someone-elses")
+    assert clients.snapshots.get(project=PROJECT, snapshot="someone-elses").name
+    gcp.delete_snapshot("never-existed")  # idempotent
+
+
 def test_snapshots_survive_destroy_and_gc_never_lists_them(fake: GceFake, gcp: GcpProvider) -> None:
     (machine,) = gcp.deploy(web(replicas=1))
     snap = machine.snapshot("backup")

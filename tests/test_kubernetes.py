@@ -381,6 +381,28 @@ def test_a_changed_mapping_replaces_the_pods_of_the_old_class(fake: KubernetesFa
     assert not moved.plan(small("mig", isolation="vm")).changes
 
 
+def test_a_class_the_cluster_gives_container_pods_is_kept(
+    k8s: KubernetesProvider, fake: KubernetesFake
+) -> None:
+    # A mutating admission policy (a cluster default runtime, say) may set
+    # runtimeClassName on pods that ask for none. isolation="container" asks
+    # for no class, so the pod is up to date: replacing it would only get the
+    # class set again, on every deploy.
+    fake.add_runtime_class("runc-hardened", "runc")
+    spec = small("hooked", replicas=2)
+    for request in k8s.plan(spec).requests:
+        body = dict(request.body)
+        body["spec"] = {**body["spec"], "runtimeClassName": "runc-hardened"}
+        raw_api(fake).create_namespaced_pod("default", body)
+    made = {p["metadata"]["uid"] for p in fake.pods("default")}
+
+    plan = k8s.plan(spec)
+    assert [a.kind for a in plan.actions] == ["keep", "keep"], plan.actions
+    machines = k8s.deploy(spec)
+    assert {m.id for m in machines} == made
+    assert fake.verb_count("delete", "pods") == 0
+
+
 def test_the_simulated_cluster_has_gvisor_and_kata() -> None:
     from vmkit.testing.sim import simulated_kubernetes
 

@@ -69,18 +69,40 @@ def find_snapshot(
 class _SnapshotGroup(click.Group):
     """A group whose first argument, when it names no subcommand, is the
     ``create`` subcommand's: ``vmkit snapshot MACHINE NAME`` (the command's
-    first form, documented and scripted) keeps working."""
+    first form, documented and scripted) keeps working. Options may come
+    before the subcommand's name, as they could before the group existed
+    (``vmkit snapshot --on aws rm NAME``): they are the subcommand's."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         # Shell completion parses partial lines: leave them to click.
-        if (
-            args
-            and not ctx.resilient_parsing
-            and args[0] not in self.commands
-            and args[0] not in ctx.help_option_names
-        ):
-            args = ["create", *args]
+        if args and not ctx.resilient_parsing and args[0] not in ctx.help_option_names:
+            at = self._first_argument(args)
+            if at is not None and args[at] in self.commands:
+                args = [args[at], *args[:at], *args[at + 1 :]]
+            else:
+                args = ["create", *args]
         return super().parse_args(ctx, args)
+
+    def _first_argument(self, args: list[str]) -> int | None:
+        """Where the first argument that is not an option (nor an option's
+        value) is in ``args``; None when there is none."""
+        valued = {
+            name
+            for command in self.commands.values()
+            for param in command.params
+            if isinstance(param, click.Option) and not param.is_flag and not param.count
+            for name in param.opts
+        }
+        at = 0
+        while at < len(args):
+            token = args[at]
+            if token == "--":
+                return at + 1 if at + 1 < len(args) else None
+            if not token.startswith("-") or token == "-":
+                return at
+            # "--on aws" takes the next token; "--on=aws", "-oaws" and flags do not.
+            at += 2 if token in valued else 1
+        return None
 
 
 @click.group(cls=_SnapshotGroup, subcommand_metavar="MACHINE NAME | COMMAND [ARGS]...")

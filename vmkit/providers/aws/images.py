@@ -57,15 +57,20 @@ class Images:
         images: list[dict[str, Any]] = answer.get("Images", [])
         return images[0] if images else None
 
-    def root_device(self, image_id: str) -> str:
-        """The root device name of the workload's boot image, as RunInstances'
-        BlockDeviceMappings need it. SpecError naming ``os_image`` when the
+    def root_device(self, image_id: str) -> tuple[str, int]:
+        """The root device name and root volume size in GiB (0 when the image
+        does not say) of the workload's boot image, as RunInstances'
+        BlockDeviceMappings need them: EC2 refuses a root volume smaller than
+        the image's snapshot ("Volume of size 20GB is smaller than snapshot
+        ..., expect size >= 40GB", InvalidBlockDeviceMapping), which a clone
+        of a bigger disk would ask for. SpecError naming ``os_image`` when the
         image does not exist (a deleted snapshot, a mistyped AMI id): plans
         call this before any change."""
         image = self.describe(image_id)
         if image is None:
             raise SpecError("os_image", f"image {image_id} does not exist in {self._p.location}")
-        return str(image.get("RootDeviceName") or "/dev/xvda")
+        device = str(image.get("RootDeviceName") or "/dev/xvda")
+        return device, tr.root_volume_size(image) or 0
 
     # --------------------------------------------------------------- snapshots
 
@@ -358,40 +363,60 @@ class Images:
 
         The new volume is encrypted, takes the old one's tags and size (or the
         snapshot's, if larger), and is deleted with the instance. The old
-        volume is deleted once the swap is done; if the swap fails, the old
-        volume goes back before raising.
+        volume is deleted once the swap is done. If a step fails, the old
+        volume goes back, the new one is deleted and a machine that ran is
+        started again before raising.
         """
         instance = current.raw
         device = str(instance.get("RootDeviceName") or "/dev/xvda")
         old_volume = _root_volume(instance, device)
+        was_up = current.state in (MachineState.RUNNING, MachineState.PENDING)
         if current.state != MachineState.STOPPED:
             self._p._stop(current)
             self._p._wait_for(current.workload, [current], {MachineState.STOPPED}, deadline)
-        old = self._volume(old_volume)
-        size = max(int(old.get("Size", 0)), _image_size(image), 1)
-        tags = tr.tags_of(old) or {WORKLOAD_TAG: current.workload}
-        created = self._p._call(
-            "ec2:CreateVolume",
-            self._ec2.create_volume,
-            SnapshotId=source,
-            AvailabilityZone=instance["Placement"]["AvailabilityZone"],
-            Encrypted=True,
-            VolumeType="gp3",
-            Size=size,
-            TagSpecifications=[{"ResourceType": "volume", "Tags": tr.tag_list(tags)}],
-        )
-        new_volume = str(created["VolumeId"])
-        self._wait_volume(new_volume, "available", deadline)
-        self._swap_root(current.id, device, old_volume, new_volume, deadline)
-        # A volume attached by hand would outlive the instance otherwise.
-        self._p._call(
-            "ec2:ModifyInstanceAttribute",
-            self._ec2.modify_instance_attribute,
-            InstanceId=current.id,
-            BlockDeviceMappings=[{"DeviceName": device, "Ebs": {"DeleteOnTermination": True}}],
-        )
+        try:
+            old = self._volume(old_volume)
+            size = max(int(old.get("Size", 0)), _image_size(image), 1)
+            tags = tr.tags_of(old) or {WORKLOAD_TAG: current.workload}
+            created = self._p._call(
+                "ec2:CreateVolume",
+                self._ec2.create_volume,
+                SnapshotId=source,
+                AvailabilityZone=instance["Placement"]["AvailabilityZone"],
+                # A retry after a lost answer must not make a second volume.
+                ClientToken=str(uuid.uuid4()),
+                Encrypted=True,
+                VolumeType="gp3",
+                Size=size,
+                TagSpecifications=[{"ResourceType": "volume", "Tags": tr.tag_list(tags)}],
+            )
+            new_volume = str(created["VolumeId"])
+            try:
+                self._wait_volume(new_volume, "available", deadline)
+            except BaseException:
+                self._undo_swap(current.id, device, old_volume, new_volume, False, deadline)
+                raise
+            self._swap_root(current.id, device, old_volume, new_volume, deadline)
+            # A volume attached by hand would outlive the instance otherwise.
+            self._p._call(
+                "ec2:ModifyInstanceAttribute",
+                self._ec2.modify_instance_attribute,
+                InstanceId=current.id,
+                BlockDeviceMappings=[{"DeviceName": device, "Ebs": {"DeleteOnTermination": True}}],
+            )
+        except BaseException:
+            if was_up:
+                self._start_quietly(current)
+            raise
         self._p._start(current)
         self._p._call("ec2:DeleteVolume", self._ec2.delete_volume, VolumeId=old_volume)
+
+    def _start_quietly(self, machine: Machine) -> None:
+        try:
+            self._p._start(machine)
+        except ProviderError as exc:
+            # The restore's own error is the one raised; this one is only reported.
+            log.warning("aws: %s could not be started again: %s", machine.name, exc)
 
     def _swap_root(
         self, instance_id: str, device: str, old_volume: str, new_volume: str, deadline: float

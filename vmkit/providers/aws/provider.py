@@ -34,13 +34,11 @@ __all__ = ["AwsProvider"]
 
 log = logging.getLogger(__name__)
 
-# In a named subnet RunInstances needs the group's id, which a plan cannot know
-# when the group is created by the deploy itself; the body then carries this
-# marker and _create swaps in the id (the only field a plan may not show).
+# In a named subnet RunInstances needs the id of a group the deploy creates:
+# a plan cannot know it, so the body carries this marker that _create swaps.
 GROUP_ID_PENDING = "resolve:security-group/"
-# CreateTags in flight at once when instances are tagged one by one. Also
-# the client's connection pool: botocore keeps 10 (Config.max_pool_connections,
-# botocore/config.py) and a busier client opens and drops connections.
+# CreateTags in flight at once when instances are tagged one by one, and the
+# connection pool (botocore keeps 10: Config.max_pool_connections).
 TAG_WORKERS = 16
 # Candidates per DescribeInstanceTypeOfferings filter (EC2 caps filter values).
 OFFERING_CHUNK = 100
@@ -105,10 +103,9 @@ class AwsProvider(Provider):
       (``"x86_64"`` or ``"arm64"``), ``subnet_id`` (else the default VPC),
       ``vpc_id`` (checked against the subnet's), ``ingress_cidrs`` (instead of
       anywhere).
-    * ``isolation``: an EC2 instance is already a VM of its own, so every
-      value is accepted (and recorded in the ``vmkit-isolation`` tag).
-    * Snapshots are AMIs (``CreateImage`` with ``NoReboot``); a snapshot's id
-      is the AMI id.
+    * ``isolation``: every level is met by a VM (recorded in ``vmkit-isolation``).
+    * Snapshots are AMIs (``CreateImage``, ``NoReboot``), ids the AMI ids;
+      restore is a root volume replacement task (see :mod:`.images`).
     """
 
     name = "aws"
@@ -283,7 +280,7 @@ class AwsProvider(Provider):
                 else None
             )
             image_id = self._image_id(workload, options.arch)
-            root_device = self._images.root_device(image_id)
+            root_device, root_gib = self._images.root_device(image_id)
             instance_type = options.instance_type or (sized.result() if sized else "")
         group = tr.security_group_name(workload.name)
         group_id: str | None = None
@@ -302,6 +299,7 @@ class AwsProvider(Provider):
                 image_id=image_id,
                 instance_type=instance_type,
                 root_device=root_device,
+                root_gib=root_gib,
                 client_token=str(uuid.uuid4()),
                 user_data=render_cloud_init(workload),
                 security_group=group,

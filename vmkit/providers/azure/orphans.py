@@ -12,7 +12,8 @@ snapshots are backups and are never listed. An OS disk made by a VM PUT carries 
 tag (Azure does not copy a VM's tags to it), so one left behind is not found: vmkit
 creates VMs with deleteOption Delete on the OS disk, which leaves none. The disks vmkit
 makes itself (a clone's OS disk, a restore's new disk) carry the workload's tags, so one
-a crash left unattached is found once it is older than a restore takes.
+a crash left unattached is found once it is older than a restore takes, and (while the
+workload has a VM) detached longer ago than that.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 
 Json = dict[str, Any]
 
+#: A disk's "last attached or detached" time, so spelled in the REST JSON
+#: (Disk.last_ownership_update_time of azure-mgmt-compute: name="LastOwnershipUpdateTime").
+OWNERSHIP_TIME = "LastOwnershipUpdateTime"
 #: Kinds in the order they can be deleted: a NIC before the public IP and NSG it uses,
 #: the NICs before the virtual network they sit in.
 DELETE_ORDER = ("nic", "public-ip", "disk", "security-group", "virtual-network")
@@ -90,12 +94,18 @@ class Orphans:
                 found.append(self._orphan("public-ip", pip, mine(pip), "on an orphaned NIC only"))
         for disk in disks:
             props = disk.get("properties") or {}
+            # Made a moment ago, it may be a restore's, about to be swapped in; detached
+            # a moment ago from a VM of a live workload, a restore's old OS disk, which
+            # a restore that fails swaps back ("LastOwnershipUpdateTime": when the disk
+            # was last attached or detached, Disk of the Compute REST reference).
+            moving = recent(props.get("timeCreated"), now) or (
+                mine(disk) in alive and recent(props.get(OWNERSHIP_TIME), now)
+            )
             if (
                 mine(disk) is not None
                 and str(props.get("diskState") or "").lower() == "unattached"
                 and not disk.get("managedBy")
-                # A disk made a moment ago may be a restore's, about to be swapped in.
-                and not recent(props.get("timeCreated"), now)
+                and not moving
             ):
                 found.append(self._orphan("disk", disk, mine(disk), "attached to no VM"))
         for nsg in nsgs:

@@ -156,7 +156,14 @@ class Snapshots:
         return [tr.to_snapshot(self._p.to_json(s)) for s in listed]
 
     def delete(self, snapshot_id: str) -> None:
-        """Delete a snapshot and wait until it is gone. Idempotent."""
+        """Delete a snapshot vmkit made and wait until it is gone. Idempotent;
+        NotFound for a snapshot without vmkit's workload label (not ours to delete)."""
+        try:
+            labels = self._read(self._p.project, snapshot_id).get("labels") or {}
+        except NotFound:
+            return
+        if WORKLOAD_TAG not in labels:
+            raise NotFound(f"{snapshot_id} is not a vmkit snapshot", provider="gcp")
         try:
             op = self._p._sdk(
                 "compute:snapshots.delete",

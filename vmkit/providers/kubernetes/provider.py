@@ -588,12 +588,13 @@ class KubernetesProvider(Provider):
 
 def _same_replica(pod: Mapping[str, Any], workload: Workload, body: Mapping[str, Any]) -> bool:
     """A pod of ``workload`` with its spec hash and the RuntimeClass of
-    ``body`` (the create sent), not being deleted: adoptable."""
+    ``body`` (the create sent; any if it names none), not being deleted: adoptable."""
     meta = pod.get("metadata") or {}
     labels = meta.get("labels") or {}
+    wanted = tr.pod_runtime_class(body)
     return (
         labels.get(WORKLOAD_TAG) == workload.name
         and labels.get(SPEC_TAG) == workload.spec_hash
-        and tr.pod_runtime_class(pod) == tr.pod_runtime_class(body)
+        and wanted in (None, tr.pod_runtime_class(pod))
         and not meta.get("deletionTimestamp")
     )

@@ -100,11 +100,16 @@ def replace_drifted(actions: Iterable[Action], wanted: str | None) -> tuple[Acti
     """``actions`` with each kept pod that runs under another RuntimeClass
     than ``wanted`` replaced: the class can come from ``connect()``, which
     the spec hash does not cover, and a pod's runtimeClassName cannot change
-    in place (Pod spec fields are immutable once created)."""
+    in place (Pod spec fields are immutable once created). With no class
+    wanted (``isolation="container"``) every kept pod stays, whatever class
+    it runs under: a mutating admission policy may give every pod one (a
+    cluster's default runtime), and a replacement would get it again, on
+    every deploy."""
     result = []
     for action in actions:
         have = tr.pod_runtime_class(action.machine.raw) if action.machine else None
-        if action.kind == "keep" and action.machine is not None and have != wanted:
+        drifted = wanted is not None and have != wanted
+        if action.kind == "keep" and action.machine is not None and drifted:
             reason = f"runtime class {have or '(default)'} -> {wanted or '(default)'}"
             action = Action("replace", action.replica, action.machine, reason)
         result.append(action)

@@ -8,6 +8,7 @@ import copy
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -537,8 +538,9 @@ class ArmCore(FakeServer):
             return [self.render(r) for r in self.store.of_type(provider_type, subscription)]
 
     def backdate(self, resource_id: str, seconds: float) -> None:
-        """Make a resource look ``seconds`` older (its ``timeCreated``), as one
-        left behind a while ago would be; ARM has no API to change it."""
+        """Make a resource look ``seconds`` older (its ``timeCreated``, and for a
+        disk when it was last attached or detached), as one left behind a while ago
+        would be; ARM has no API to change it."""
         with self.lock:
             resource = self.store.get(resource_id)
             if resource is None:
@@ -546,6 +548,10 @@ class ArmCore(FakeServer):
             resource.created -= seconds
             if "timeCreated" in resource.properties:
                 resource.properties["timeCreated"] = iso(resource.created)
+            owned = resource.properties.get("LastOwnershipUpdateTime")
+            if isinstance(owned, str):
+                moment = datetime.fromisoformat(owned.replace("Z", "+00:00")).timestamp()
+                resource.properties["LastOwnershipUpdateTime"] = iso(moment - seconds)
 
     def resource_count(self, provider_type: str, subscription: str | None = None) -> int:
         """How many resources of a type exist now (in one subscription, or all)."""

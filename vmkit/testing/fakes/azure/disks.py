@@ -23,6 +23,10 @@ from vmkit.testing.fakes.azure.state import DISK, SNAPSHOT, Resource, iso, ref_i
 __all__ = ["COMPUTE", "DiskApi", "disk_sku"]
 
 COMPUTE = "Microsoft.Compute"
+#: When a disk was last attached to or detached from a VM: "LastOwnershipUpdateTime",
+#: so spelled in the REST JSON (Disk.last_ownership_update_time of azure-mgmt-compute 39,
+#: ``rest_field(name="LastOwnershipUpdateTime")``).
+OWNERSHIP_TIME = "LastOwnershipUpdateTime"
 
 
 def disk_sku(name: str) -> Json:
@@ -63,6 +67,7 @@ class DiskApi(ArmCore):
                 "diskSizeBytes": size_gb << 30,
                 "diskState": "Attached",
                 "timeCreated": iso(now),
+                OWNERSHIP_TIME: iso(now),
                 "uniqueId": str(uuid.uuid4()),
                 "provisioningState": "Succeeded",
             },
@@ -234,6 +239,14 @@ class DiskApi(ArmCore):
         """Mark ``disk`` as in use by ``vm``."""
         disk.top["managedBy"] = vm.id
         disk.properties["diskState"] = "Attached"
+        disk.properties[OWNERSHIP_TIME] = iso(time.time())
+
+    @staticmethod
+    def detach(disk: Resource) -> None:
+        """Mark ``disk`` as used by no VM."""
+        disk.top.pop("managedBy", None)
+        disk.properties["diskState"] = "Unattached"
+        disk.properties[OWNERSHIP_TIME] = iso(time.time())
 
     def os_disk_swap(self, vm: Resource, disk_id: str) -> Callable[[], None]:
         """Validate a change of the VM's OS disk to ``disk_id``; return what applies it.
@@ -259,8 +272,7 @@ class DiskApi(ArmCore):
             os_disk = vm.properties["storageProfile"]["osDisk"]
             old = self.store.get(os_disk["managedDisk"]["id"])
             if old is not None and old is not disk:
-                old.top.pop("managedBy", None)
-                old.properties["diskState"] = "Unattached"
+                self.detach(old)
             self.attach(disk, vm)
             os_disk.update(name=disk.name, diskSizeGB=disk.properties["diskSizeGB"])
             os_disk["managedDisk"]["id"] = disk.id

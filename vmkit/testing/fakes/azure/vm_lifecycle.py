@@ -263,8 +263,7 @@ class VmLifecycle(DiskApi):
             if os_disk["deleteOption"].lower() == "delete":
                 self.store.remove(disk)
             else:
-                disk.top.pop("managedBy", None)
-                disk.properties["diskState"] = "Unattached"
+                self.detach(disk)
 
     # ----------------------------------------------------- boot diagnostics
 
