@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -425,6 +426,24 @@ def test_a_task_failed_detached_says_where_the_old_volume_is(aws: AwsProvider) -
 
     assert old in str(info.value)
     assert volume(aws.ec2_client, old)["State"] == "available"
+
+
+def test_gc_keeps_the_old_volume_of_a_machine_left_without_a_root(aws: AwsProvider) -> None:
+    from moto.ec2.models import ec2_backends
+
+    (machine,) = aws.deploy(workload("stranded"))
+    snap = machine.snapshot("v1")
+    old = root_volume(aws.ec2_client, machine.id)
+    moto_ext.fail_next_task("failed-detached")
+    with pytest.raises(vmkit.ProviderError):
+        machine.restore(snap)
+    # Long after: older than a restore in flight could be.
+    account = aws.ec2_client.describe_vpcs()["Vpcs"][0]["OwnerId"]
+    record = ec2_backends[account]["us-east-1"].volumes[old]
+    record.create_time -= timedelta(minutes=11)
+    assert old not in [o.id for o in aws.gc("stranded", dry_run=True)]
+    aws.gc("stranded")
+    assert volume(aws.ec2_client, old)["State"] == "available", "its only copy is kept"
 
 
 def test_restore_from_an_image_vmkit_did_not_make_changes_nothing(aws: AwsProvider) -> None:

@@ -453,6 +453,23 @@ def test_a_restore_failing_part_way_leaves_the_old_boot_disk(
     assert gcp.get(machine.id).state == vmkit.MachineState.RUNNING, "it ran, so it runs again"
 
 
+def test_gc_keeps_the_old_boot_disk_of_a_restore_whose_undo_failed_too(
+    fake: GceFake, gcp: GcpProvider
+) -> None:
+    (machine,) = gcp.deploy(web(replicas=1))
+    snap = machine.snapshot("before")
+    # The new disk's attach fails, and so does the undo's attach of the old one.
+    fake.faults.fail(400, count=2, method="POST", path=r"/instances/web-0/attachDisk$")
+    with pytest.raises(vmkit.ProviderError):
+        machine.restore(snap)
+    clients = make_clients(fake)
+    assert not clients.instances.get(project=PROJECT, zone=ZONE, instance="web-0").disks
+    fake.backdate_disk("web-0", 11 * 60, zone=ZONE)
+    assert "web-0" not in [o.name for o in gcp.gc("web", dry_run=True)]
+    gcp.gc("web")
+    assert "web-0" in disk_names(clients), "the only copy of the boot disk is kept"
+
+
 def test_a_restore_whose_new_disk_is_refused_never_stops_the_machine(
     fake: GceFake, gcp: GcpProvider
 ) -> None:

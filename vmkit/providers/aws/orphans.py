@@ -11,8 +11,9 @@ never count.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,8 @@ KEY_PAIR = "key-pair"
 VOLUME_IN_USE = "VolumeInUse"
 _ENDED = (MachineState.DELETED, MachineState.DELETING)
 
+log = logging.getLogger(__name__)
+
 
 def find_orphans(provider: AwsProvider, workload: str | None) -> list[Orphan]:
     """The orphans of ``workload`` (of every workload when None). Read-only."""
@@ -44,6 +47,12 @@ def find_orphans(provider: AwsProvider, workload: str | None) -> list[Orphan]:
     debris = [m for m in machines if m.replica is None and not in_flight(m, now)]
     debris_ids = {m.id for m in debris}
     owners = {m.workload for m in machines if m.id not in debris_ids}
+    # A restore whose task ended failed-detached (or whose fallback undo failed)
+    # leaves its instance with no root volume: the detached old one may be the
+    # only copy of the machine's disk, so that workload's volumes all stay.
+    rootless = {
+        m.workload for m in machines if m.id not in debris_ids and not _has_root_volume(m.raw)
+    }
     found = [
         _orphan(
             INSTANCE,
@@ -55,7 +64,7 @@ def find_orphans(provider: AwsProvider, workload: str | None) -> list[Orphan]:
         )
         for m in debris
     ]
-    found += _volumes(provider, workload, owners, debris_ids, now)
+    found += _volumes(provider, workload, owners, debris_ids, now, rootless)
     ec2 = provider.ec2_client
     groups = _pages(
         provider,
@@ -114,11 +123,13 @@ def _volumes(
     owners: set[str],
     debris: set[str],
     now: datetime,
+    keep: set[str],
 ) -> list[Orphan]:
     """Tagged volumes attached to nothing (left by a restore that did not
     finish, or by a workload whose instances are gone), and those of debris
     instances. An unattached volume of a live workload younger than
-    IN_FLIGHT may be a restore in progress: it stays."""
+    IN_FLIGHT may be a restore in progress: it stays; so does every
+    unattached volume of a workload in ``keep``."""
     found: list[Orphan] = []
     ec2 = provider.ec2_client
     for volume in _pages(
@@ -129,6 +140,14 @@ def _volumes(
         attached = {str(a.get("InstanceId")) for a in volume.get("Attachments") or []}
         if attached & debris:
             reason = f"attached to {', '.join(sorted(attached & debris))}, an orphaned instance"
+        elif volume.get("State") == "available" and owner in keep:
+            log.warning(
+                "aws: keeping volume %s: an instance of %s has no root volume (a restore "
+                "cut short?); attach it back or delete it by hand",
+                volume_id,
+                owner,
+            )
+            continue
         elif volume.get("State") == "available" and (
             owner not in owners or not recent(volume.get("CreateTime"), now)
         ):
@@ -140,6 +159,14 @@ def _volumes(
         name = tr.tags_of(volume).get("Name") or volume_id
         found.append(_orphan(VOLUME, volume_id, name, owner or None, reason, volume))
     return found
+
+
+def _has_root_volume(instance: Mapping[str, Any]) -> bool:
+    """Whether an instance record shows an EBS volume at its root device
+    (Instance: ``RootDeviceName``, ``BlockDeviceMappings``)."""
+    root = instance.get("RootDeviceName")
+    mappings = instance.get("BlockDeviceMappings") or []
+    return any(m.get("DeviceName") == root and m.get("Ebs") for m in mappings)
 
 
 def _delete_volume(provider: AwsProvider, volume_id: str, deadline: float) -> None:

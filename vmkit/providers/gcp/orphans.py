@@ -13,7 +13,9 @@ replaces a boot disk (``vmkit-workload`` label). Left behind by a crash:
   disk detached but not deleted. While the workload has an instance, a disk
   made or detached less than ``vmkit.plan.IN_FLIGHT`` ago
   (``creationTimestamp``, ``lastDetachTimestamp``) stays: it may be a
-  restore's, between its steps.
+  restore's, between its steps. No disk of a workload stays an orphan while
+  one of its instances has no boot disk (a restore cut short whose undo
+  failed too): the detached old boot disk may be its only copy.
 
 Snapshots are backups and never count; neither does a rule or disk vmkit did
 not make (no vmkit label, or a rule not of :func:`translate.firewall_body`'s
@@ -23,6 +25,7 @@ shape).
 from __future__ import annotations
 
 import builtins
+import logging
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -38,6 +41,8 @@ from vmkit.providers.gcp import translate as tr
 
 if TYPE_CHECKING:
     from vmkit.providers.gcp.provider import GcpProvider
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Orphans"]
 
@@ -118,7 +123,36 @@ class Orphans:
                     raw=raw,
                 )
             )
-        return found
+        stranded = self._bootless_workloads(workload) if found else set()
+        for orphan in found:
+            if orphan.workload in stranded:
+                log.warning(
+                    "gcp: keeping disk %s: an instance of %s has no boot disk (a restore "
+                    "cut short?); attach the disk back or delete it by hand",
+                    orphan.name,
+                    orphan.workload,
+                )
+        return [o for o in found if o.workload not in stranded]
+
+    def _bootless_workloads(self, workload: str | None) -> set[str]:
+        """The workloads with an instance in this zone that has no boot disk
+        attached (one ``instances.list``; a disk's ``boot`` flag, Instance
+        reference: https://cloud.google.com/compute/docs/reference/rest/v1/instances)."""
+        owner = (
+            f'labels.{WORKLOAD_TAG} = "{workload}"'
+            if workload is not None
+            else f"labels.{WORKLOAD_TAG}:*"
+        )
+        request = compute_v1.ListInstancesRequest(
+            project=self._p.project, zone=self._p.zone, filter=owner
+        )
+        listed = self._p._pages("compute:instances.list", self._p.clients.instances.list, request)
+        bootless: set[str] = set()
+        for instance in listed:
+            raw = self._p.to_json(instance)
+            if not any(disk.get("boot") for disk in raw.get("disks") or []):
+                bootless.add(str((raw.get("labels") or {}).get(WORKLOAD_TAG)))
+        return bootless
 
     def delete(self, orphans: Sequence[Orphan]) -> None:
         """Ask for every deletion, then wait for each; one already gone is fine."""
