@@ -22,7 +22,7 @@ import vmkit
 from vmkit.providers.aws import AwsProvider
 from vmkit.testing.fakes import moto_ext
 from vmkit.testing.fakes.aws import simulated_aws_server
-from vmkit.testing.sim import simulated_aws
+from vmkit.testing.sim import amazon_linux_image, simulated_aws
 
 AL2023 = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 
@@ -90,13 +90,7 @@ def ec2() -> Iterator[Any]:
 
 def launch(ec2: Any) -> dict[str, Any]:
     """One instance with an encrypted gp3 root volume, as vmkit launches them."""
-    image = ec2.describe_images(
-        Owners=["137112412989"],  # Amazon's own
-        Filters=[
-            {"Name": "name", "Values": ["al2023-ami-2023*"]},
-            {"Name": "architecture", "Values": ["x86_64"]},
-        ],
-    )["Images"][0]
+    image = amazon_linux_image(ec2)
     launched = ec2.run_instances(
         ImageId=image["ImageId"],
         InstanceType="t3.micro",

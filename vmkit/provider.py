@@ -34,6 +34,7 @@ from typing import Any, ClassVar, TypeVar
 
 from vmkit._gc import collect
 from vmkit._settle import (
+    GONE,
     Tracker,
     attempt,
     by_replica,
@@ -81,7 +82,6 @@ T = TypeVar("T")
 
 #: Optional operations a backend may support; declared in ``Provider.capabilities``.
 CAPABILITIES = frozenset({"start", "stop", "reboot", "snapshot", "restore"})
-GONE = frozenset({MachineState.DELETED})
 #: Called by deploy with the replicas' latest records after each poll round.
 Progress = Callable[[Sequence[Machine]], None]
 

@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError, ConnectionClosedError
 
 from vmkit.testing.fakes.aws import AwsFront, aws_front, simulated_aws_server
 from vmkit.testing.faults import FaultPlan
+from vmkit.testing.sim import amazon_linux_image
 
 AMAZON = "137112412989"
 
@@ -44,14 +45,7 @@ def ec2(front: AwsFront, plan: FaultPlan) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def image(front: AwsFront) -> str:
-    images = client(front, "ec2").describe_images(
-        Owners=[AMAZON],
-        Filters=[
-            {"Name": "name", "Values": ["al2023-ami-2023*"]},
-            {"Name": "architecture", "Values": ["x86_64"]},
-        ],
-    )["Images"]
-    return str(images[0]["ImageId"])
+    return str(amazon_linux_image(client(front, "ec2"))["ImageId"])
 
 
 def client(front: AwsFront, service: str) -> Any:

@@ -26,6 +26,7 @@ from typing import Any
 __all__ = [
     "AWS_SIM_ENVIRONMENT",
     "SIMULATORS",
+    "amazon_linux_image",
     "seed_aws_images",
     "simulated_aws",
     "simulated_azure",
@@ -163,6 +164,16 @@ def seed_aws_images(ec2_client: Any, region: str) -> dict[str, str]:
             )
             seeded[ref.value] = ami
     return seeded
+
+
+def amazon_linux_image(ec2_client: Any, arch: str = "x86_64") -> dict[str, Any]:
+    """An Amazon Linux 2023 image of ``arch`` from moto's catalogue (its
+    DescribeImages record), for tests that launch instances by hand."""
+    filters = [
+        {"Name": "name", "Values": ["al2023-ami-2023*"]},
+        {"Name": "architecture", "Values": [arch]},
+    ]
+    return dict(ec2_client.describe_images(Owners=[_AMAZON], Filters=filters)["Images"][0])
 
 
 def _pick_image(ec2_client: Any, arch: str, publisher: str | None) -> str:

@@ -17,9 +17,10 @@ from typing import Any
 
 from botocore.config import Config
 
+from vmkit._settle import GONE
 from vmkit.catalog import fitting_types, resolve_instance_type
 from vmkit.errors import AuthError, ConfigError, NotFound, ProviderError, QuotaExceeded, SpecError
-from vmkit.machine import Machine, MachineState, Orphan, Snapshot
+from vmkit.machine import Machine, Orphan, Snapshot
 from vmkit.provider import WORKLOAD_TAG, CreateRequest, PartialCreate, Provider
 from vmkit.providers.aws import translate as tr
 from vmkit.providers.aws.errors import AwsErrors, aws_error_code
@@ -34,22 +35,19 @@ __all__ = ["AwsProvider"]
 
 log = logging.getLogger(__name__)
 
-# In a named subnet RunInstances needs the id of a group the deploy creates:
-# a plan cannot know it, so the body carries this marker that _create swaps.
+# RunInstances in a named subnet needs the id of a group the deploy creates,
+# unknown to a plan: the body carries this marker, which _create swaps.
 GROUP_ID_PENDING = "resolve:security-group/"
-# CreateTags in flight at once when instances are tagged one by one, and the
-# connection pool (botocore keeps 10: Config.max_pool_connections).
+# CreateTags in flight when tagging one by one; the pool too (botocore's is 10).
 TAG_WORKERS = 16
 # Candidates per DescribeInstanceTypeOfferings filter (EC2 caps filter values).
 OFFERING_CHUNK = 100
-# The refusal after which EC2 launches part of a batch, when asked to
-# (RunInstances' MinCount below MaxCount): "Error codes for the Amazon EC2 API",
+# The refusal after which EC2 launches part of a batch (MinCount below MaxCount),
 # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html
 CAPACITY_CODE = "InsufficientInstanceCapacity"
 # Termination protection refuses TerminateInstances with this code
 # (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_TerminateInstances.html).
 PROTECTED_CODE = "OperationNotPermitted"
-GONE = frozenset({MachineState.DELETED})
 # "User data is limited to 16 KB" (before base64), RunInstances API reference:
 # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_RunInstances.html
 USER_DATA_LIMIT = 16 * 1024

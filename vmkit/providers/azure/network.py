@@ -226,7 +226,8 @@ class Network:
             ("network:DeletePublicIP", clients.network.public_ip_addresses, doomed_pips),
             ("compute:DeleteDisk", clients.compute.disks, doomed_disks),
         ):
-            self._delete_each(operation, operations, [str(r["name"]) for r in batch])
+            rg = self._p.resource_group
+            self.delete_each(operation, operations, [(rg, str(r["name"])) for r in batch])
 
     def _listings(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
         """The group's NICs, public IPs and disks, listed together (one round trip)."""
@@ -243,21 +244,24 @@ class Network:
             )
         return nics.result(), pips.result(), disks.result()
 
-    def _delete_each(self, operation: str, operations: Any, names: list[str]) -> None:
-        """Delete ``names`` (awaited, ``concurrency`` at a time); one gone already is fine.
-        Raises the first error once all were tried."""
-        if not names:
+    def delete_each(
+        self, operation: str, operations: Any, targets: Sequence[tuple[str, str]]
+    ) -> None:
+        """Delete the (resource group, name) ``targets`` with ``operations.begin_delete``,
+        awaited, ``concurrency`` at a time; one gone already is fine. Raises the first
+        error once all were tried."""
+        if not targets:
             return
 
-        def remove(name: str) -> None:
+        def remove(target: tuple[str, str]) -> None:
             try:
-                self._p._lro(operation, operations.begin_delete, self._p.resource_group, name)
+                self._p._lro(operation, operations.begin_delete, *target)
             except NotFound:
                 return
 
-        workers = min(self._p.concurrency, len(names))
+        workers = min(self._p.concurrency, len(targets))
         with ThreadPoolExecutor(workers, thread_name_prefix="vmkit-azure-delete") as pool:
-            futures = [pool.submit(remove, name) for name in names]
+            futures = [pool.submit(remove, target) for target in targets]
         for future in futures:
             future.result()
 

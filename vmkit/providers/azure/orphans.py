@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -158,22 +157,13 @@ class Orphans:
             if not batch:
                 continue
             operation, operations = begins[kind]
+            self._p.network.delete_each(operation, operations, [self._target(o) for o in batch])
 
-            def remove(
-                orphan: Orphan, operation: str = operation, operations: Any = operations
-            ) -> None:
-                parsed = tr.parse_id(orphan.id)
-                group = parsed.resource_group if parsed is not None else self._p.resource_group
-                try:
-                    self._p._lro(operation, operations.begin_delete, group, orphan.name)
-                except NotFound:
-                    return
-
-            workers = min(self._p.concurrency, len(batch))
-            with ThreadPoolExecutor(workers, thread_name_prefix="vmkit-azure-gc") as pool:
-                futures = [pool.submit(remove, o) for o in batch]
-            for future in futures:
-                future.result()
+    def _target(self, orphan: Orphan) -> tuple[str, str]:
+        """The (resource group, name) of ``orphan``: the group from its id, else ours."""
+        parsed = tr.parse_id(orphan.id)
+        group = parsed.resource_group if parsed is not None else self._p.resource_group
+        return group, orphan.name
 
     def _orphan(self, kind: str, resource: Json, workload: str | None, reason: str) -> Orphan:
         return Orphan(

@@ -91,11 +91,7 @@ class Orphans:
         return found
 
     def _disks(self, workload: str | None, alive: set[str]) -> builtins.list[Orphan]:
-        owner = (
-            f'labels.{WORKLOAD_TAG} = "{workload}"'
-            if workload is not None
-            else f"labels.{WORKLOAD_TAG}:*"
-        )
+        owner = tr.owner_filter(workload)
         request = compute_v1.ListDisksRequest(
             project=self._p.project, zone=self._p.zone, filter=owner
         )
@@ -138,11 +134,7 @@ class Orphans:
         """The workloads with an instance in this zone that has no boot disk
         attached (one ``instances.list``; a disk's ``boot`` flag, Instance
         reference: https://cloud.google.com/compute/docs/reference/rest/v1/instances)."""
-        owner = (
-            f'labels.{WORKLOAD_TAG} = "{workload}"'
-            if workload is not None
-            else f"labels.{WORKLOAD_TAG}:*"
-        )
+        owner = tr.owner_filter(workload)
         request = compute_v1.ListInstancesRequest(
             project=self._p.project, zone=self._p.zone, filter=owner
         )

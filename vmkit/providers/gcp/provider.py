@@ -22,7 +22,7 @@ from google.cloud import compute_v1
 from vmkit.catalog import fitting_types, instance_types, resolve_instance_type
 from vmkit.errors import AuthError, ConfigError, NotFound, ProviderError, SpecError
 from vmkit.machine import Machine, MachineState, Orphan, Snapshot
-from vmkit.provider import WORKLOAD_TAG, CreateRequest, Provider
+from vmkit.provider import CreateRequest, Provider
 from vmkit.providers.gcp import translate as tr
 from vmkit.providers.gcp.clone import OPERATION as INSERT_OPERATION
 from vmkit.providers.gcp.clone import InsertCreate
@@ -50,13 +50,6 @@ CREATE_WORKERS = 8
 
 #: States of an instance that no longer holds its workload's shared resources.
 _GONE = frozenset({MachineState.DELETING, MachineState.DELETED})
-
-
-def _owner_filter(workload: str | None) -> str:
-    """The list filter on vmkit's workload label (of ``workload``, or any)."""
-    if workload is not None:
-        return f'labels.{WORKLOAD_TAG} = "{workload}"'
-    return f"labels.{WORKLOAD_TAG}:*"
 
 
 def _check_auth(auth: str, *, endpoint: str | None, credentials: Any) -> None:
@@ -369,7 +362,7 @@ class GcpProvider(Provider):
         ]
 
     def _list(self, workload: str | None) -> builtins.list[Machine]:
-        return self._list_instances(_owner_filter(workload))
+        return self._list_instances(tr.owner_filter(workload))
 
     def _live_workloads(self, workload: str | None) -> set[str]:
         """The workloads (``workload`` alone, or every one) that have an
@@ -387,7 +380,7 @@ class GcpProvider(Provider):
         the call instead of looking empty, and the caller keeps the rule.
         """
         request = compute_v1.AggregatedListInstancesRequest(
-            project=self.project, filter=_owner_filter(workload)
+            project=self.project, filter=tr.owner_filter(workload)
         )
         pages = self._list_pages(
             "compute:instances.aggregatedList", self.clients.instances.aggregated_list, request

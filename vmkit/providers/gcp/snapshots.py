@@ -146,11 +146,7 @@ class Snapshots:
 
     def list(self, workload: str | None) -> builtins.list[Snapshot]:
         """vmkit's snapshots (of one workload), one paginated list."""
-        owner = (
-            f'labels.{WORKLOAD_TAG} = "{workload}"'
-            if workload is not None
-            else f"labels.{WORKLOAD_TAG}:*"
-        )
+        owner = tr.owner_filter(workload)
         request = compute_v1.ListSnapshotsRequest(project=self._p.project, filter=owner)
         listed = self._p._pages("compute:snapshots.list", self._p.clients.snapshots.list, request)
         return [tr.to_snapshot(self._p.to_json(s)) for s in listed]

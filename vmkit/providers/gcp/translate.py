@@ -41,6 +41,7 @@ __all__ = [
     "insert_body",
     "last_segment",
     "needs_attached_gpus",
+    "owner_filter",
     "parse_options",
     "replica_name",
     "snapshot_labels",
@@ -128,6 +129,13 @@ def parse_options(workload: Workload) -> GcpOptions:
         accelerator_type=_text(options, "accelerator_type"),
         disk_type=disk_type,
     )
+
+
+def owner_filter(workload: str | None) -> str:
+    """The list filter on vmkit's workload label (of ``workload``, or any)."""
+    if workload is not None:
+        return f'labels.{WORKLOAD_TAG} = "{workload}"'
+    return f"labels.{WORKLOAD_TAG}:*"
 
 
 def replica_name(workload: str, replica: int) -> str:

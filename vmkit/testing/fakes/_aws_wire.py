@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import socket
-import struct
 import threading
 import time
 import uuid
@@ -26,7 +24,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
-from vmkit.testing.fakes._http import request_key
+from vmkit.testing.fakes._http import FakeRequestHandler, request_key
 from vmkit.testing.faults import Decision, FaultPlan
 
 __all__ = [
@@ -241,12 +239,7 @@ def make_handler(front: Front, log: logging.Logger) -> type[BaseHTTPRequestHandl
     """The request handler of ``front``: each request is counted, its fault
     (by ``/service/Action``) applied, then answered by ``front.handle``."""
 
-    class _Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # Headers and body go out in two writes; without TCP_NODELAY the
-        # second waits for the client's delayed ACK (~40 ms per answer).
-        disable_nagle_algorithm = True
-
+    class _Handler(FakeRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("AwsFront %s", format % args)
 
@@ -276,11 +269,6 @@ def make_handler(front: Front, log: logging.Logger) -> type[BaseHTTPRequestHandl
                 self._reset()
                 return
             self._write(answer)
-
-        def _reset(self) -> None:
-            # SO_LINGER 0 makes close() send RST: the client sees a reset.
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.close_connection = True
 
         def _write(self, answer: Answer) -> None:
             self.send_response(answer.status)

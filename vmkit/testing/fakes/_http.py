@@ -24,7 +24,15 @@ from urllib.parse import parse_qs, urlsplit
 
 from vmkit.testing.faults import FaultPlan
 
-__all__ = ["FakeHTTPServer", "FakeServer", "HttpError", "Request", "Response", "request_key"]
+__all__ = [
+    "FakeHTTPServer",
+    "FakeRequestHandler",
+    "FakeServer",
+    "HttpError",
+    "Request",
+    "Response",
+    "request_key",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +50,21 @@ class FakeHTTPServer(ThreadingHTTPServer):
 
     request_queue_size = 128
     daemon_threads = True
+
+
+class FakeRequestHandler(BaseHTTPRequestHandler):
+    """What every fake's request handler shares: keep-alive, no Nagle delay,
+    and a way to answer with a connection reset."""
+
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; without TCP_NODELAY the
+    # second waits for the client's delayed ACK (~40 ms per answer).
+    disable_nagle_algorithm = True
+
+    def _reset(self) -> None:
+        # SO_LINGER 0 makes close() send RST: the client sees a reset.
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
 
 
 @dataclass
@@ -194,12 +217,7 @@ def request_key(method: str, target: str, body: bytes) -> str:
 
 
 def _make_handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
-    class _Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # Headers and body go out in two writes; without TCP_NODELAY the
-        # second waits for the client's delayed ACK (~40 ms per answer).
-        disable_nagle_algorithm = True
-
+    class _Handler(FakeRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("%s %s", type(fake).__name__, format % args)
 
@@ -236,11 +254,6 @@ def _make_handler(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
                 self._reset()
                 return
             self._write(response)
-
-        def _reset(self) -> None:
-            # SO_LINGER 0 makes close() send RST: the client sees a reset.
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.close_connection = True
 
         def _write(self, response: Response) -> None:
             self.send_response(response.status)

@@ -27,12 +27,11 @@ from vmkit.providers.aws.translate import instance_replica
 from vmkit.testing.fakes.aws import AwsFront, aws_front
 from vmkit.testing.faults import FaultPlan
 from vmkit.testing.reliability import Census, Harness
+from vmkit.testing.sim import amazon_linux_image
 
 __all__ = ["AwsHarness"]
 
 REGION = "us-east-1"
-# Amazon's account, the owner of the seeded Amazon Linux images.
-AMAZON = "137112412989"
 # An ed25519 public key for the leaked key pair (EC2 imports the public half only).
 LEAKED_KEY = (
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHq0k7OBQjG0l8eW2C/cjV3ZY7H1k6N5kpT0mh1p8W0m crashed"
@@ -196,13 +195,7 @@ class AwsHarness(Harness):
             PublicKeyMaterial=LEAKED_KEY.encode(),
             TagSpecifications=[{"ResourceType": "key-pair", "Tags": _tags(tags)}],
         )
-        image = ec2.describe_images(
-            Owners=[AMAZON],
-            Filters=[
-                {"Name": "name", "Values": ["al2023-ami-2023*"]},
-                {"Name": "architecture", "Values": ["x86_64"]},
-            ],
-        )["Images"][0]
+        image = amazon_linux_image(ec2)
         launched = ec2.run_instances(
             ImageId=image["ImageId"],
             InstanceType="t3.micro",
